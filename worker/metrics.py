@@ -1,0 +1,81 @@
+"""Prometheus metrics of the worker, built against an injected registry (base units).
+
+Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = the
+PoisonMessage reason slug, `code` = gRPC status name. Never a patient or event identifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every metric the worker exports."""
+
+    registry: CollectorRegistry
+    messages_consumed: Counter
+    predictions: Counter
+    deadletters: Counter
+    batch_size: Histogram
+    inference_seconds: Histogram
+    end_to_end_seconds: Histogram
+    inference_errors: Counter
+    inflight_requests: Gauge
+    consumer_lag: Gauge
+    ready: Gauge
+    circuit_open: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
+        """Register all metrics on `registry` (a fresh one when None)."""
+        reg = registry if registry is not None else CollectorRegistry()
+        p = "medstream_"
+        return cls(
+            registry=reg,
+            messages_consumed=Counter(
+                p + "messages_consumed", "Input messages consumed", ["kind"], registry=reg
+            ),
+            predictions=Counter(
+                p + "predictions", "Predictions produced and acknowledged by Kafka",
+                ["kind", "model"], registry=reg,
+            ),
+            deadletters=Counter(
+                p + "deadletters", "Dead letters produced and acknowledged by Kafka",
+                ["kind", "reason"], registry=reg,
+            ),
+            batch_size=Histogram(
+                p + "batch_size", "Records per inference request", ["model"],
+                buckets=BATCH_BUCKETS, registry=reg,
+            ),
+            inference_seconds=Histogram(
+                p + "inference_seconds", "Duration of one Triton inference request", ["model"],
+                buckets=INFERENCE_BUCKETS, registry=reg,
+            ),
+            end_to_end_seconds=Histogram(
+                p + "end_to_end_seconds", "Event time to prediction produced", ["kind"],
+                buckets=E2E_BUCKETS, registry=reg,
+            ),
+            inference_errors=Counter(
+                p + "inference_errors", "Failed inference requests", ["model", "code"],
+                registry=reg,
+            ),
+            inflight_requests=Gauge(
+                p + "inflight_requests", "Triton requests in flight", ["model"], registry=reg
+            ),
+            consumer_lag=Gauge(
+                p + "consumer_lag", "Messages behind the high watermark",
+                ["topic", "partition"], registry=reg,
+            ),
+            ready=Gauge(p + "ready", "1 when the worker is ready to serve", registry=reg),
+            circuit_open=Gauge(
+                p + "circuit_open", "1 while the Triton circuit breaker is open", ["model"],
+                registry=reg,
+            ),
+        )

@@ -1,0 +1,77 @@
+"""Process settings: one frozen object built from the environment (prefix `MEDSTREAM_`).
+
+Build it once in the entry point (`Settings()`) and pass it down; invalid values fail at
+start-up with a pydantic `ValidationError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """Split "host:port" into (host, port); raises ValueError on a malformed address."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
+class Settings(BaseSettings):
+    """Everything a medstream process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDSTREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_scans: str = "scans"
+    topic_vitals: str = "vitals"
+    topic_predictions: str = "predictions"
+    topic_deadletter: str = "deadletter"
+    topic_partitions: int = Field(4, ge=1, le=1024)
+    max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    app_id: str = "medstream-worker"
+
+    # Triton
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_http_url: str = "127.0.0.1:8000"
+    triton_metrics_url: str = "127.0.0.1:8002"
+    triton_timeout_s: float = Field(10.0, gt=0)
+    scan_model: str = "scan_cnn"
+    vitals_model: str = "vitals_lstm"
+
+    # Batching (max_batch is further capped by the model's max_batch_size read from Triton)
+    scan_max_batch: int = Field(32, ge=1)
+    scan_within_s: float = Field(0.05, gt=0)
+    vitals_max_batch: int = Field(64, ge=1)
+    vitals_within_s: float = Field(0.02, gt=0)
+
+    # Worker HTTP (metrics, health) - loopback by default
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    worker_id: str = Field(default_factory=_default_worker_id)
+
+    # Local state (pid files, logs, faust data dir)
+    state_dir: Path = Path(".medstream")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for part in value.split(","):
+            host_port(part.strip())
+        return value
+
+    @field_validator("triton_grpc_url", "triton_http_url", "triton_metrics_url")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        host_port(value)
+        return value
