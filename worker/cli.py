@@ -12,6 +12,7 @@ import logging
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
+    # one line per sub-command module; each helper adds its own
 )
 
 
