@@ -1,0 +1,138 @@
+"""Scan preprocessing shared by training and the worker: pixels -> float32 [1, 128, 128].
+
+Pure numpy/pydicom (no torch, no PIL) so the worker needs neither. Training code in
+`triton_models` calls `pixels_to_tensor` on every image, so served and trained inputs are
+produced by the same function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut
+
+from worker.errors import PoisonMessage
+
+IMAGE_SIZE = 128
+"""Side of the square model input; the CNN input is float32 [1, IMAGE_SIZE, IMAGE_SIZE]."""
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
+_PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] linear-interpolation weights, antialiased (triangle filter) when shrinking."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    centres = (np.arange(n_out) + 0.5) * scale - 0.5
+    taps = np.arange(n_in)
+    weights = np.clip(1.0 - np.abs(taps[None, :] - centres[:, None]) / support, 0.0, None)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Resize a 2-D float image to size x size (separable, antialiased bilinear)."""
+    rows = _resize_matrix(image.shape[0], size)
+    cols = _resize_matrix(image.shape[1], size)
+    return rows @ image @ cols.T
+
+
+def to_luminance(pixels: np.ndarray) -> np.ndarray:
+    """Collapse an (H, W, 3|4) RGB(A) array to (H, W) luminance; 2-D input is returned as is."""
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+        return pixels[..., :3].astype(np.float64) @ _LUMA
+    return pixels
+
+
+def pixels_to_tensor(
+    pixels: np.ndarray, *, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Turn one image into the CNN input: float32 [1, 128, 128] with values in [0, 1].
+
+    `pixels` is (H, W) grey or (H, W, 3|4) RGB(A) in any numeric dtype. With `window`
+    (centre, width) values are clipped to the window and scaled to [0, 1]; without it the
+    image's own min..max is used (a constant image becomes all zeros). Raises PoisonMessage
+    for an image that is not 2-D, is too small or contains non-finite values.
+    """
+    image = to_luminance(np.asarray(pixels))
+    if image.ndim != 2:
+        raise PoisonMessage("shape", f"expected a 2-D image, got shape {image.shape}")
+    if min(image.shape) < 2:
+        raise PoisonMessage("shape", f"image too small: {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_:
+        raise PoisonMessage("pixel_decode", f"pixel dtype {image.dtype} is not numeric")
+    image = image.astype(np.float64)
+    if not np.isfinite(image).all():
+        raise PoisonMessage("non_finite", "image contains NaN or infinite pixel values")
+    if window is not None:
+        centre, width = float(window[0]), float(window[1])
+        if not (np.isfinite(centre) and np.isfinite(width)) or width <= 0:
+            raise PoisonMessage("window", f"invalid window centre={centre} width={width}")
+        low = centre - width / 2.0
+    else:
+        low, width = float(image.min()), float(image.max() - image.min())
+    scaled = np.zeros_like(image) if width == 0 else np.clip((image - low) / width, 0.0, 1.0)
+    return resize(scaled)[None, :, :].astype(np.float32)
+
+
+def _first(value: object) -> float:
+    """First value of a possibly multi-valued DICOM numeric element."""
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        value = value[0]
+    return float(value)
+
+
+def dataset_window(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """(centre, width) from WindowCenter/WindowWidth, or None when absent or unusable."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not (np.isfinite(centre) and np.isfinite(width)) or width <= 0:
+        return None
+    return centre, width
+
+
+def _decode(ds: pydicom.Dataset) -> np.ndarray:
+    if not any(element in ds for element in _PIXEL_ELEMENTS):
+        raise PoisonMessage("no_pixel_data", "DICOM dataset has no pixel data")
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for corrupt/unsupported pixel data
+        raise PoisonMessage("pixel_decode", f"cannot decode pixel data: {type(exc).__name__}") from exc
+
+
+def _single_frame(ds: pydicom.Dataset, arr: np.ndarray) -> np.ndarray:
+    """The middle frame of a multi-frame array; single frames are returned unchanged."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    frame_ndim = 2 if samples == 1 else 3
+    if frames > 1 and arr.ndim == frame_ndim + 1:
+        return arr[arr.shape[0] // 2]
+    return arr
+
+
+def dicom_to_tensor(ds: pydicom.Dataset) -> np.ndarray:
+    """Turn a DICOM dataset into the CNN input, float32 [1, 128, 128] in [0, 1].
+
+    Applies the modality LUT / rescale slope+intercept, the dataset's window when present,
+    MONOCHROME1 inversion (so bright = dense everywhere), takes the middle frame of a
+    multi-frame image and the luminance of colour images. Raises PoisonMessage when the
+    pixel data is missing, undecodable or of an unusable shape.
+    """
+    arr = _single_frame(ds, _decode(ds))
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples == 1:
+        try:
+            arr = apply_modality_lut(arr, ds)
+        except Exception as exc:  # malformed LUT / rescale elements
+            raise PoisonMessage("modality_lut", f"cannot apply modality LUT: {exc}") from exc
+        window = dataset_window(ds)
+    else:
+        window = None  # VOI windows are defined for greyscale only
+    tensor = pixels_to_tensor(arr, window=window)
+    if samples == 1 and ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
+        tensor = (1.0 - tensor).astype(np.float32)
+    return tensor

@@ -1,0 +1,80 @@
+"""Vital-sign window preprocessing shared by training and the worker: rows -> float32 [60, 12].
+
+Columns 0-5 are the channels normalised with fixed physiological constants (missing -> 0);
+columns 6-11 are missing-masks (1.0 = the value was missing). Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from worker.errors import PoisonMessage
+
+CHANNELS: tuple[str, ...] = ("hr", "spo2", "rr", "sbp", "dbp", "temp")
+"""Channel order of every vitals window: bpm, %, breaths/min, mmHg, mmHg, degrees C."""
+WINDOW_LEN = 60
+"""Time steps per model input; longer windows keep their last 60 rows."""
+NORM_CENTRE = np.array([80.0, 96.0, 16.0, 120.0, 75.0, 37.0])
+"""Per-channel centre subtracted before scaling (typical adult values)."""
+NORM_SCALE = np.array([20.0, 4.0, 5.0, 20.0, 12.0, 0.7])
+"""Per-channel scale: (value - centre) / scale."""
+NORM_CLIP = 10.0
+"""Normalised values are clipped to +/- this, so one absurd reading cannot saturate the LSTM."""
+MAX_NON_FINITE_FRACTION = 0.5
+"""More NaN/inf numbers than this fraction of the cells is a "non-finite storm" (poison)."""
+
+
+def _cell(value: object) -> float:
+    """One cell as a float; None -> NaN. Raises PoisonMessage for non-numeric values."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise PoisonMessage("shape", f"vital-sign values must be numbers or null, got {type(value).__name__}")
+    return float(value)
+
+
+def _as_array(values: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, int]:
+    """Rows as a float [T, 6] array (None -> NaN) and the count of explicit NaN/inf numbers."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+        raise PoisonMessage("shape", "values must be a non-empty list of rows")
+    non_finite = 0
+    rows = []
+    for row in values:
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) != len(CHANNELS):
+            raise PoisonMessage("shape", f"every row must have {len(CHANNELS)} values {CHANNELS}")
+        cells = [_cell(v) for v in row]
+        non_finite += sum(1 for raw, v in zip(row, cells) if raw is not None and not math.isfinite(v))
+        rows.append(cells)
+    return np.array(rows, dtype=np.float64), non_finite
+
+
+def window_to_tensor(values: Sequence[Sequence[float | None]]) -> np.ndarray:
+    """Turn T rows x 6 channels into the LSTM input, float32 [60, 12].
+
+    Keeps the last 60 rows and left-pads shorter windows with missing rows. None, NaN and
+    +/-inf are missing. Raises PoisonMessage on a wrong shape or non-numeric value, when
+    every value is missing, or when more than half of the numbers are NaN/inf.
+    """
+    raw, non_finite = _as_array(values)
+    if non_finite > MAX_NON_FINITE_FRACTION * raw.size:
+        raise PoisonMessage("non_finite", f"{non_finite} of {raw.size} values are NaN/inf")
+    raw = raw[-WINDOW_LEN:]
+    missing = ~np.isfinite(raw)
+    if missing.all():
+        raise PoisonMessage("all_missing", "every vital-sign value in the window is missing")
+    normalised = np.clip((np.where(missing, NORM_CENTRE, raw) - NORM_CENTRE) / NORM_SCALE,
+                         -NORM_CLIP, NORM_CLIP)
+    out = np.zeros((WINDOW_LEN, 2 * len(CHANNELS)), dtype=np.float32)
+    out[:, len(CHANNELS):] = 1.0  # padding rows are missing
+    start = WINDOW_LEN - raw.shape[0]
+    out[start:, : len(CHANNELS)] = normalised
+    out[start:, len(CHANNELS):] = missing
+    return out
+
+
+def denormalise(normalised: np.ndarray) -> np.ndarray:
+    """Inverse of the channel normalisation: [..., 6] normalised -> physical units."""
+    return np.asarray(normalised) * NORM_SCALE + NORM_CENTRE
