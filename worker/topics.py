@@ -1,0 +1,56 @@
+"""Create the medstream topics (idempotent) with kafka-python's admin client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """The four medstream topics; `scans` accepts messages up to settings.max_message_bytes."""
+    partitions = settings.topic_partitions
+    scans_config = {"max.message.bytes": str(settings.max_message_bytes)}
+    return [
+        NewTopic(settings.topic_scans, partitions, 1, topic_configs=scans_config),
+        NewTopic(settings.topic_vitals, partitions, 1),
+        NewTopic(settings.topic_predictions, partitions, 1),
+        NewTopic(settings.topic_deadletter, partitions, 1),
+    ]
+
+
+def create_topics(bootstrap: str, topics: Iterable[NewTopic], timeout_s: float = 10.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names it created."""
+    wanted = list(topics)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="medstream-topics",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        created: list[str] = []
+        for topic in missing:  # one by one: a concurrent creator must not fail the others
+            try:
+                admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    return created
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create scans/vitals/predictions/deadletter if missing; returns the names created."""
+    return create_topics(settings.kafka_bootstrap, topic_specs(settings))
