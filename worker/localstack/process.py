@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,7 +59,7 @@ class Service:
         """Start `argv` in the background, logging to `log_file`; returns the pid."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out:
-            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {argv[0]}\n".encode())
+            out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {argv[0]}\n".encode())
             out.flush()
             proc = subprocess.Popen(
                 list(argv),
@@ -107,13 +108,23 @@ class Service:
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def log_tail(self, lines: int = 30) -> str:
-        """The last `lines` lines of the service's log ('' when there is none)."""
+    def log_tail(self, lines: int = 15) -> str:
+        """This run's error lines from the log, then its last `lines` lines ('' without a log)."""
         try:
             text = self.log_file.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        run = text.rsplit(_START_MARK, 1)[-1].splitlines()[1:]
+        errors = [line for line in run if _ERROR_LINE.search(line) and not _HARMLESS.search(line)]
+        tail = "\n".join(run[-lines:])
+        if not errors:
+            return tail
+        return "errors:\n" + "\n".join(errors[-10:]) + "\nlast lines:\n" + tail
+
+
+_START_MARK = "\n--- "
+_ERROR_LINE = re.compile(r"^E\d{4} |ERROR|\berror\b|panicked|Traceback", re.IGNORECASE)
+_HARMLESS = re.compile(r"CudaDriverHelper has not been initialized")
 
 
 def _cmdline_exe(pid: int) -> str | None:
