@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     # one line per sub-command module; each helper adds its own
     "worker.localstack.cli",
     "worker.top",
+    "producers.cli",
 )
 
 

@@ -1,0 +1,106 @@
+"""`medstream produce scans|vitals` and `medstream receive dicom|hl7`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from producers.deid.pseudonym import Pseudonymizer
+from producers.metrics import ProducerMetrics, serve_metrics
+from producers.publisher import BrokerUnavailable, Publisher
+from producers.settings import ProducerSettings
+from worker.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> ProducerSettings:
+    """Settings from the environment; command-line options (`set_<field>`) take precedence."""
+    overrides = {
+        key.removeprefix("set_"): value
+        for key, value in vars(args).items()
+        if key.startswith("set_") and value is not None
+    }
+    return ProducerSettings(**overrides)
+
+
+def pseudonymizer(settings: ProducerSettings) -> Pseudonymizer | None:
+    """The keyed pseudonymizer, or None when de-identification is switched off."""
+    if not settings.deid:
+        log.warning("de-identification is OFF (MEDSTREAM_DEID=false): identifiers are published")
+        return None
+    return Pseudonymizer(settings.require_key())
+
+
+def metrics_for(settings: ProducerSettings, port: int, *, required: bool) -> ProducerMetrics:
+    """Producer metrics on their own registry, served on 127.0.0.1:`port` (0 = off)."""
+    registry = CollectorRegistry()
+    metrics = ProducerMetrics.create(registry)
+    serve_metrics(registry, settings.metrics_host, port, required=required)
+    return metrics
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the expected start-up failures into one clear line and exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            logging.getLogger("kafka").setLevel(logging.CRITICAL)  # we report failures ourselves
+        try:
+            return handler(args)
+        except (ConfigurationError, BrokerUnavailable, OSError) as exc:
+            print(f"medstream {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except ValidationError as exc:
+            problems = "; ".join(error["msg"] for error in exc.errors())
+            print(f"medstream {args.command}: invalid settings: {problems}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
+def _produce_scans(args: argparse.Namespace) -> int:
+    from producers.produce_scans import produce_scans
+
+    settings = _settings(args)
+    pseudonyms = pseudonymizer(settings)
+    metrics = metrics_for(settings, args.metrics_port or settings.produce_metrics_port, required=False)
+    publisher = Publisher(settings, client_id="medstream-produce-scans")
+    try:
+        tally = produce_scans(
+            args.paths, settings, publisher, metrics, pseudonyms=pseudonyms,
+            rate=args.rate, loop=args.loop, limit=args.limit,
+        )
+    finally:
+        publisher.close()
+    return 1 if tally.failed else 0
+
+
+def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
+    parser.add_argument("--bootstrap", dest="set_kafka_bootstrap", help="Kafka HOST:PORT")
+    parser.add_argument("--metrics-port", type=int, help=metrics_help)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `produce` and `receive` with their sub-commands."""
+    produce = subparsers.add_parser("produce", help="publish scans or vital-sign windows to Kafka")
+    kinds = produce.add_subparsers(dest="kind", required=True)
+
+    scans = kinds.add_parser("scans", help="publish DICOM files, folders (recursively) or zips")
+    scans.add_argument("paths", nargs="+", type=Path, help="DICOM files, folders or .zip files")
+    scans.add_argument("--rate", type=float, help="at most this many messages per second")
+    scans.add_argument("--loop", action="store_true", help="repeat the inputs until interrupted")
+    scans.add_argument("--limit", type=int, help="stop after reading this many inputs")
+    scans.add_argument("--topic", dest="set_topic_scans", help="topic (default MEDSTREAM_TOPIC_SCANS)")
+    scans.add_argument("--claim-check-dir", dest="set_claim_check_dir", type=Path,
+                       help="store for files over the message limit")
+    _add_common(scans, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
+    scans.set_defaults(func=_guarded(_produce_scans))

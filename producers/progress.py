@@ -1,0 +1,74 @@
+"""Progress and end-of-run summary for the batch producers (stderr, throttled)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Tally:
+    """Thread-safe counts of one producer run (delivery callbacks run on Kafka's thread)."""
+
+    seen: int = 0
+    published: int = 0
+    failed: int = 0
+    claim_checked: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Increment one of seen/published/failed/claim_checked."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def reject(self, reason: str) -> None:
+        """Count one rejected input under `reason`."""
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def summary(self, what: str) -> str:
+        """One line: what was published, rejected (by reason) and failed."""
+        reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.rejected.items()))
+        rejected = sum(self.rejected.values())
+        return (
+            f"{what}: {self.seen} read, {self.published} published "
+            f"({self.claim_checked} by claim-check), {rejected} rejected"
+            f"{' (' + reasons + ')' if reasons else ''}, {self.failed} failed"
+        )
+
+
+class Progress:
+    """Rewrites one status line on a terminal at most every `every_s` seconds."""
+
+    def __init__(self, what: str, stream: TextIO = sys.stderr, every_s: float = 0.5) -> None:
+        self._what, self._stream, self._every_s = what, stream, every_s
+        self._tty = stream.isatty()
+        self._start = self._last = time.monotonic()
+
+    def update(self, tally: Tally, *, force: bool = False) -> None:
+        """Show the running counts (terminal only) when due."""
+        now = time.monotonic()
+        if not self._tty or (not force and now - self._last < self._every_s):
+            return
+        self._last = now
+        rate = tally.published / max(now - self._start, 1e-9)
+        self._stream.write(f"\r{tally.summary(self._what)} [{rate:.1f} msg/s]")
+        self._stream.flush()
+
+    def report(self, name: str, reason: str, message: str) -> None:
+        """Report one skipped input on its own line."""
+        if self._tty:
+            self._stream.write("\n")
+        self._stream.write(f"skipped {name}: {reason}: {message}\n")
+
+    def finish(self, tally: Tally) -> None:
+        """Print the final summary line."""
+        if self._tty:
+            self._stream.write("\r")
+        self._stream.write(tally.summary(self._what) + "\n")
+        self._stream.flush()

@@ -1,0 +1,93 @@
+"""The Kafka side of every producer: one idempotent producer, acks=all, bounded retries.
+
+kafka-python is used (thread-safe, synchronous futures) because the DICOM SCP calls back from
+worker threads and must answer only after the broker acknowledged the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.producer.future import FutureRecordMetadata, RecordMetadata
+
+from producers.settings import ProducerSettings
+from worker.errors import MedstreamError
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+_REQUEST_OVERHEAD = 64 * 1024  # record batch + headers on top of the largest value
+
+
+class BrokerUnavailable(MedstreamError):
+    """The Kafka broker could not be reached (at start-up) within the bounded time."""
+
+
+class PublishFailed(MedstreamError):
+    """The broker did not acknowledge a message within the delivery timeout."""
+
+
+class Publisher:
+    """A started Kafka producer; `close()` flushes and releases it."""
+
+    def __init__(self, settings: ProducerSettings, client_id: str) -> None:
+        self._timeout_s = settings.producer_delivery_timeout_s
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                client_id=client_id,
+                acks="all",
+                enable_idempotence=True,
+                retries=settings.producer_retries,
+                max_in_flight_requests_per_connection=5,
+                bootstrap_timeout_ms=int(settings.producer_bootstrap_timeout_s * 1000),
+                max_block_ms=int(settings.producer_bootstrap_timeout_s * 1000),
+                request_timeout_ms=int(settings.producer_delivery_timeout_s * 500),
+                delivery_timeout_ms=int(settings.producer_delivery_timeout_s * 1000),
+                max_request_size=settings.max_message_bytes + _REQUEST_OVERHEAD,
+                linger_ms=5,
+            )
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            raise BrokerUnavailable(
+                f"Kafka broker at {settings.kafka_bootstrap} is unreachable "
+                f"(gave up after {settings.producer_bootstrap_timeout_s:g} s: {exc})"
+            ) from exc
+
+    def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers | None = None,
+        on_done: Callable[[Exception | None], None] | None = None,
+    ) -> FutureRecordMetadata:
+        """Queue one message; `on_done(None)` after the ack, `on_done(error)` on failure."""
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=headers or [])
+        except KafkaError as exc:
+            raise PublishFailed(f"cannot queue message for {topic}: {exc}") from exc
+        if on_done is not None:
+            future.add_callback(lambda _md: on_done(None))
+            future.add_errback(on_done)
+        return future
+
+    def publish(
+        self, topic: str, key: bytes, value: bytes, headers: Headers | None = None
+    ) -> RecordMetadata:
+        """Send one message and wait for the broker's acknowledgement (acks=all)."""
+        future = self.send(topic, key, value, headers)
+        try:
+            return future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise PublishFailed(f"broker did not acknowledge the message on {topic}: {exc}") from exc
+
+    def flush(self) -> None:
+        """Wait until every queued message is acknowledged or failed."""
+        self._producer.flush(timeout=self._timeout_s)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self._producer.close(timeout=self._timeout_s)

@@ -1,0 +1,111 @@
+"""DICOM bytes -> a de-identified `scans` event (raw Part-10 bytes, or a claim-check envelope).
+
+Key = StudyInstanceUID and event id = SOPInstanceUID, both as published (remapped when
+de-identification is on), so publishing the same file twice gives the same key and event id.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pydicom
+from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
+
+from producers.claimcheck import ClaimCheckStore, envelope
+from producers.deid.dicom import BurnedInAnnotation, deidentify
+from producers.deid.pseudonym import Pseudonymizer
+from producers.publisher import Headers
+from worker.errors import PoisonMessage
+
+_ENVELOPE_HEADROOM = 4096  # keys and headers travel next to the value
+
+
+@dataclass(frozen=True)
+class ScanEvent:
+    """One message for the `scans` topic."""
+
+    event_id: str
+    key: bytes
+    value: bytes
+    headers: Headers
+    claim_checked: bool
+
+
+def read_dicom(data: bytes) -> Dataset:
+    """Parse a DICOM Part-10 file; PoisonMessage (reason slug) when it is unusable."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
+        raise PoisonMessage("not_dicom", "not a DICOM Part-10 file (no DICM preamble)") from exc
+    except Exception as exc:  # pydicom raises many types on truncated/corrupt files
+        raise PoisonMessage("dicom_decode", f"corrupt DICOM: {type(exc).__name__}: {exc}") from exc
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
+        if not str(ds.get(keyword, "") or "").strip():
+            raise PoisonMessage("missing_uid", f"DICOM file has no {keyword}")
+    _check_pixels(ds)
+    return ds
+
+
+def _check_pixels(ds: Dataset) -> None:
+    """Pixel data present and, for native transfer syntaxes, long enough for the dimensions."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise PoisonMessage("no_pixel_data", "DICOM file has no pixel data")
+    if "PixelData" not in ds or ds.file_meta.get("TransferSyntaxUID") is None:
+        return
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    try:
+        expected = (
+            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
+        ) // 8
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise PoisonMessage("dicom_decode", f"image pixel module incomplete: {exc}") from exc
+    if len(ds.PixelData or b"") < expected:
+        raise PoisonMessage(
+            "truncated_pixel_data",
+            f"pixel data is {len(ds.PixelData or b'')} bytes, dimensions need {expected}",
+        )
+
+
+def encode(ds: Dataset) -> bytes:
+    """Serialise a dataset as a DICOM Part-10 file."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def build_scan_event(
+    data: bytes,
+    *,
+    pseudonyms: Pseudonymizer | None,
+    max_message_bytes: int,
+    store: ClaimCheckStore,
+) -> ScanEvent:
+    """Validate, de-identify (when `pseudonyms` is given) and wrap one DICOM file.
+
+    Files larger than `max_message_bytes` are written to `store` and sent as an envelope.
+    Raises PoisonMessage for unusable input.
+    """
+    ds = read_dicom(data)
+    if pseudonyms is not None:
+        try:
+            ds = deidentify(ds, pseudonyms)
+        except BurnedInAnnotation as exc:
+            raise PoisonMessage("burned_in_annotation", str(exc)) from exc
+        data = encode(ds)
+    study_uid, sop_uid = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
+    headers: Headers = [("event-id", sop_uid.encode())]
+    if len(data) + _ENVELOPE_HEADROOM <= max_message_bytes:
+        headers.append(("content-type", b"application/dicom"))
+        return ScanEvent(sop_uid, study_uid.encode(), data, headers, claim_checked=False)
+    uri = store.put(sop_uid, data)
+    value = envelope(
+        event_id=sop_uid, uri=uri, data=data, study_uid=study_uid,
+        series_uid=str(ds.get("SeriesInstanceUID", "")), sop_uid=sop_uid,
+        patient_id=str(ds.get("PatientID", "")), modality=str(ds.get("Modality", "")),
+    )
+    headers.append(("content-type", b"application/json"))
+    return ScanEvent(sop_uid, study_uid.encode(), value, headers, claim_checked=True)

@@ -1,0 +1,65 @@
+"""Producer/receiver settings: the worker's `Settings` plus the edge-only fields.
+
+Built once in the entry point from the environment (prefix `MEDSTREAM_`) and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from worker.errors import ConfigurationError
+from worker.settings import Settings
+
+
+class ProducerSettings(Settings):
+    """Everything `medstream produce ...` and `medstream receive ...` read from the environment."""
+
+    # De-identification at the edge (on by default; the key is required while it is on)
+    deid: bool = True
+    pseudonym_key: SecretStr | None = None
+
+    # Kafka producer behaviour
+    producer_bootstrap_timeout_s: float = Field(10.0, gt=0)
+    producer_delivery_timeout_s: float = Field(30.0, gt=0)
+    producer_retries: int = Field(5, ge=0, le=100)
+
+    # Claim-check store for scans larger than the broker's message limit (a local folder)
+    claim_check_dir: Path = Path(".medstream/claim-check")
+
+    # DICOM C-STORE SCP
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(11112, ge=1, le=65535)
+    dicom_ae_title: str = Field("MEDSTREAM", min_length=1, max_length=16)
+
+    # HL7 v2 MLLP listener
+    hl7_host: str = "127.0.0.1"
+    hl7_port: int = Field(2575, ge=1, le=65535)
+
+    # Vital-sign windows (shared by `produce vitals` and `receive hl7`)
+    window_len: int = Field(60, ge=1, le=10_000)
+    window_hop: int = Field(30, ge=1, le=10_000)
+    interval_s: float = Field(1.0, gt=0)
+
+    # Prometheus metrics, one port per process kind, loopback by default
+    metrics_host: str = "127.0.0.1"
+    dicom_metrics_port: int = Field(9110, ge=0, le=65535)
+    hl7_metrics_port: int = Field(9111, ge=0, le=65535)
+    produce_metrics_port: int = Field(9112, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _check_key(self) -> "ProducerSettings":
+        if self.deid and self.pseudonym_key is not None:
+            if len(self.pseudonym_key.get_secret_value()) < 16:
+                raise ValueError("MEDSTREAM_PSEUDONYM_KEY must be at least 16 characters")
+        return self
+
+    def require_key(self) -> bytes:
+        """The pseudonym key as bytes; ConfigurationError when de-identification is on without one."""
+        if self.pseudonym_key is None:
+            raise ConfigurationError(
+                "de-identification is on but MEDSTREAM_PSEUDONYM_KEY is not set: set a secret of at "
+                "least 16 characters (or MEDSTREAM_DEID=false to publish identifiers, not advised)"
+            )
+        return self.pseudonym_key.get_secret_value().encode("utf-8")
