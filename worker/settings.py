@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024)
     max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     app_id: str = "medstream-worker"
+    broker_session_timeout_s: float = Field(6.0, gt=0)  # Tansu joins a group after half of it
+    broker_commit_interval_s: float = Field(0.5, gt=0)  # small: fewer duplicates after a crash
+    producer_max_request_size: int = Field(11 * 1024 * 1024, ge=1024)
+
+    # Input limits, checked before decoding (oversize -> dead letter)
+    max_scan_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_vitals_bytes: int = Field(1024 * 1024, ge=256)
+    max_claimcheck_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # Claim-check envelopes may only point below this folder; None refuses every `uri`
+    scan_uri_root: Path | None = None
 
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
@@ -48,6 +58,11 @@ class Settings(BaseSettings):
     triton_timeout_s: float = Field(10.0, gt=0)
     scan_model: str = "scan_cnn"
     vitals_model: str = "vitals_lstm"
+    triton_max_inflight: int = Field(4, ge=1)  # concurrent requests per batch
+    retry_initial_s: float = Field(0.2, gt=0)  # retryable errors: exponential backoff + jitter
+    retry_max_s: float = Field(5.0, gt=0)
+    breaker_threshold: int = Field(3, ge=1)  # consecutive failures that open the breaker
+    decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
 
     # Batching (max_batch is further capped by the model's max_batch_size read from Triton)
     scan_max_batch: int = Field(32, ge=1)

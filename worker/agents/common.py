@@ -1,0 +1,125 @@
+"""The at-least-once batch loop shared by every agent.
+
+Per batch from `stream.noack_take(max_batch, within)` (never plain `take()`, which acks in a
+`finally` even when the body raised): run the pipeline, send one output per input (prediction
+or dead letter), await every delivery future, and only then ack each input event. On anything
+unexpected (a delivery failure, a bug) nothing is acked and the process exits at once
+(fail-stop, as safe as a SIGKILL): re-raising into faust would restart the agent with auto-acks
+on and lose events. Order within a partition is kept for acks (faust commits the highest run
+of consecutive acked offsets); outputs of one batch may reach Kafka in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from datetime import datetime
+from typing import Any, Protocol
+
+from worker.errors import PoisonMessage
+from worker.inference.protocol import InferenceBackend
+from worker.metrics import Metrics
+from worker.pipeline import Kind, run_batch
+from worker.schemas import InputRecord, Prediction, deadletter_headers, encode_prediction
+
+log = logging.getLogger(__name__)
+
+FAIL_STOP_EXIT_CODE = 70
+
+
+class Sink(Protocol):
+    """A topic to send to (faust's Topic): `await send(...)` returns a delivery future."""
+
+    async def send(self, *, key: bytes | None, value: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> Awaitable[Any]: ...
+
+
+def record_of(event: Any) -> InputRecord:
+    """InputRecord from a faust Event (raw key/value bytes; headers normalised to tuples)."""
+    msg = event.message
+    headers = msg.headers or ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return InputRecord(
+        topic=msg.topic, partition=msg.partition, offset=msg.offset,
+        key=msg.key, value=msg.value or b"", timestamp_s=float(msg.timestamp or 0.0),
+        headers=tuple((str(k), bytes(v or b"")) for k, v in items),
+    )
+
+
+def fail_stop(code: int = FAIL_STOP_EXIT_CODE) -> None:
+    """Exit the process immediately, after flushing log handlers; nothing else runs."""
+    logging.shutdown()
+    os._exit(code)
+
+
+class BatchServer:
+    """Serves batches of one kind: pipeline -> produce -> await delivery -> ack."""
+
+    def __init__(self, kind: Kind[Any], backend: InferenceBackend, metrics: Metrics, *,
+                 predictions: Sink, deadletter: Sink, worker_id: str,
+                 executor: Executor | None = None, max_inflight: int = 4) -> None:
+        self.kind = kind
+        self._backend = backend
+        self._metrics = metrics
+        self._predictions = predictions
+        self._deadletter = deadletter
+        self._worker_id = worker_id
+        self._executor = executor
+        self._max_inflight = max_inflight
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to serve, for lag
+
+    async def serve(self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
+        """Serve one batch; acks only after every output is acknowledged by the broker."""
+        records = [record_of(e) for e in events]
+        result = await run_batch(records, self._backend, self._metrics, self.kind,
+                                 executor=self._executor, max_inflight=self._max_inflight)
+        futures = [await self._send_prediction(p) for _, p in result.predictions]
+        futures += [await self._send_deadletter(r, e) for r, e in result.dead_letters]
+        await asyncio.gather(*futures)  # raises on the first failed delivery
+        self._count(result.predictions, result.dead_letters)
+        for event, record in zip(events, records):
+            await ack(event)
+            self.positions[(record.topic, record.partition)] = record.offset + 1
+
+    async def _send_prediction(self, pred: Prediction) -> Awaitable[Any]:
+        return await self._predictions.send(key=pred.event_id.encode("utf-8"),
+                                            value=encode_prediction(pred))
+
+    async def _send_deadletter(self, record: InputRecord, error: PoisonMessage) -> Awaitable[Any]:
+        return await self._deadletter.send(
+            key=record.key, value=record.value,
+            headers=deadletter_headers(record, error, self._worker_id))
+
+    def _count(self, predictions: list[tuple[InputRecord, Prediction]],
+               dead_letters: list[tuple[InputRecord, PoisonMessage]]) -> None:
+        kind, m = self.kind.name, self._metrics
+        for _, pred in predictions:
+            m.predictions.labels(kind, pred.model).inc()
+            m.end_to_end_seconds.labels(kind).observe(_seconds(pred.event_time, pred.produced_at))
+        for _, error in dead_letters:
+            m.deadletters.labels(kind, error.reason).inc()
+        if dead_letters:
+            log.warning("%d of %d %s events dead-lettered: %s", len(dead_letters),
+                     len(predictions) + len(dead_letters), kind,
+                     sorted({e.reason for _, e in dead_letters}))
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+async def serve_stream(stream: Any, server: BatchServer, max_batch: int, within: float,
+                       on_fatal: Callable[[], None] = fail_stop) -> None:
+    """The agent body: batches from `noack_take`, served one at a time, fail-stop on errors."""
+    async for events in stream.noack_take(max_batch, within=within):
+        try:
+            await server.serve(events, ack=stream.ack)
+        except Exception:
+            log.critical("unexpected failure serving a batch of %d %s events; exiting without "
+                         "acking so that they are re-delivered", len(events), server.kind.name,
+                         exc_info=True)
+            on_fatal()
+            return

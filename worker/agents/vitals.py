@@ -1,0 +1,41 @@
+"""Vital-sign windows: medstream.vitals/v1 JSON -> vitals_lstm -> risk + forecast."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
+from worker.pipeline import Kind
+from worker.postprocess import vitals_prediction
+from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
+from worker.schemas import VitalsWindow, decode_vitals
+from worker.settings import Settings
+
+INPUT = "window"
+
+
+def vitals_model_spec(name: str) -> ModelSpec:
+    """The tensors the worker sends to / reads from the vitals LSTM."""
+    return ModelSpec(
+        name=name,
+        inputs=(TensorSpec(INPUT, "FP32", (WINDOW_LEN, 2 * len(CHANNELS))),),
+        outputs=(TensorSpec("risk", "FP32", (1,)), TensorSpec("forecast", "FP32", (len(CHANNELS),))),
+    )
+
+
+def prepare_vitals(value: bytes) -> tuple[VitalsWindow, np.ndarray]:
+    """Validate a window and build its LSTM input tensor."""
+    window = decode_vitals(value)
+    return window, window_to_tensor(window.values)
+
+
+def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsWindow]:
+    """Pipeline description of vitals windows (cheap: decoded on the event loop)."""
+    return Kind(
+        name="vitals",
+        model=model,
+        input_name=INPUT,
+        max_bytes=settings.max_vitals_bytes,
+        prepare=prepare_vitals,
+        build=vitals_prediction,
+    )

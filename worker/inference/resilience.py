@@ -1,0 +1,142 @@
+"""Retry forever with exponential backoff + jitter, behind a per-model circuit breaker.
+
+A retryable failure (Triton down, overloaded, timed out) never loses a batch: the same request
+is retried until it succeeds, and nothing is committed meanwhile. After `threshold`
+consecutive failures the breaker opens (listeners pause the consumer and report not-ready);
+while open, readiness is probed with backoff before the next attempt; the first success
+closes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.errors import PoisonMessage, RetryableInference
+from worker.inference.protocol import InferenceBackend
+from worker.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": a delay in [d/2, d], d = min(max, initial*2^n)."""
+
+    initial_s: float
+    max_s: float
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Delay before retry number `attempt` (0-based)."""
+        ceiling = min(self.max_s, self.initial_s * (2 ** min(attempt, 32)))
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+class CircuitBreaker:
+    """Counts consecutive failures; open at `threshold`, closed by the next success."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.failures = 0
+        self.is_open = False
+
+    def record_failure(self) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        self.failures += 1
+        if not self.is_open and self.failures >= self.threshold:
+            self.is_open = True
+            return True
+        return False
+
+    def record_success(self) -> bool:
+        """Reset; True when this success closed an open breaker."""
+        self.failures = 0
+        was_open, self.is_open = self.is_open, False
+        return was_open
+
+
+class RetryingBackend:
+    """Wraps an InferenceBackend: retryable errors are retried forever, poison passes through."""
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        *,
+        backoff: Backoff,
+        threshold: int,
+        metrics: Metrics,
+        on_open: Listener | None = None,
+        on_close: Listener | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._backend = backend
+        self._backoff = backoff
+        self._threshold = threshold
+        self._metrics = metrics
+        self._on_open = on_open or (lambda model: None)
+        self._on_close = on_close or (lambda model: None)
+        self._sleep = sleep
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    def _breaker(self, model: str) -> CircuitBreaker:
+        if model not in self.breakers:
+            self.breakers[model] = CircuitBreaker(self._threshold)
+        return self.breakers[model]
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Infer, retrying retryable failures until one attempt succeeds."""
+        breaker = self._breaker(model)
+        attempt = 0
+        while True:
+            if breaker.is_open:
+                await self._wait_until_ready(model)
+            try:
+                outputs = await self._backend.infer(model, inputs)
+            except PoisonMessage:
+                self._metrics.inference_errors.labels(model, "INVALID_ARGUMENT").inc()
+                self._closed(model, breaker)  # the service answered: it is up
+                raise
+            except RetryableInference as exc:
+                self._metrics.inference_errors.labels(model, exc.code).inc()
+                delay = self._backoff.delay(attempt)
+                log.warning("inference on %s failed (%s), retry %d in %.2fs: %s",
+                            model, exc.code, attempt + 1, delay, exc)
+                if breaker.record_failure():
+                    log.error("circuit breaker for %s opened after %d consecutive failures",
+                              model, breaker.failures)
+                    self._metrics.circuit_open.labels(model).set(1)
+                    self._on_open(model)
+                await self._sleep(delay)
+                attempt += 1
+                continue
+            self._closed(model, breaker)
+            return outputs
+
+    async def is_ready(self, model: str) -> bool:
+        """Readiness of the wrapped backend."""
+        return await self._backend.is_ready(model)
+
+    def _closed(self, model: str, breaker: CircuitBreaker) -> None:
+        if breaker.record_success():
+            log.warning("circuit breaker for %s closed: inference succeeded again", model)
+            self._metrics.circuit_open.labels(model).set(0)
+            self._on_close(model)
+
+    async def _wait_until_ready(self, model: str) -> None:
+        """Probe readiness with backoff until the model reports ready."""
+        probe = 0
+        while True:
+            try:
+                if await self._backend.is_ready(model):
+                    return
+            except Exception as exc:  # a probe that fails is a "not ready", nothing more
+                log.debug("readiness probe for %s failed: %r", model, exc)
+            await self._sleep(self._backoff.delay(probe))
+            probe += 1

@@ -1,0 +1,132 @@
+"""Scan events -> (metadata, CNN tensor): raw DICOM Part-10 bytes or a claim-check envelope.
+
+Blocking and CPU-heavy (file I/O, pixel decoding): the pipeline runs `load_scan` in a thread
+pool. Claim-check URIs are `file://` URIs or plain paths that must resolve below an allowed
+root; anything else is refused. Errors never quote paths or identifiers.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pydicom
+from pydicom.valuerep import DA, DT, TM
+
+from worker.errors import PoisonMessage
+from worker.preprocess.scan import dicom_to_tensor
+from worker.schemas import (
+    ScanEnvelope,
+    ScanMeta,
+    decode_scan_envelope,
+    is_dicom,
+    looks_like_json,
+)
+
+
+@dataclass(frozen=True)
+class ClaimCheckPolicy:
+    """Where claim-check files may live and how large they may be."""
+
+    root: Path | None
+    max_bytes: int
+
+
+def resolve_uri(uri: str, policy: ClaimCheckPolicy) -> Path:
+    """The local file a claim-check `uri` names; PoisonMessage("uri_refused") when not allowed."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        raw = unquote(parsed.path)
+    elif parsed.scheme == "" and not parsed.netloc:
+        raw = uri
+    else:
+        raise PoisonMessage("uri_refused", f"claim-check scheme {parsed.scheme!r} is not supported")
+    if policy.root is None:
+        raise PoisonMessage("uri_refused", "claim-check URIs are disabled (MEDSTREAM_SCAN_URI_ROOT unset)")
+    root = policy.root.resolve()
+    path = (root / raw).resolve()  # an absolute `raw` replaces root; relative ones sit below it
+    if not path.is_relative_to(root):
+        raise PoisonMessage("uri_refused", "claim-check path lies outside the allowed root")
+    return path
+
+
+def read_claim_check(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a claim-check file, bounded by `max_bytes`."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PoisonMessage("oversize", f"claim-check file of {size} bytes exceeds {max_bytes}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise PoisonMessage("uri_unreadable", f"claim-check file unreadable: {type(exc).__name__}") from exc
+
+
+def read_dicom(data: bytes) -> pydicom.Dataset:
+    """Parse a DICOM Part-10 file; PoisonMessage("dicom_decode") when it cannot be read."""
+    if not is_dicom(data):
+        raise PoisonMessage("dicom_decode", "no DICOM Part-10 preamble ('DICM' at byte 128)")
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise PoisonMessage("dicom_decode", f"cannot parse DICOM: {type(exc).__name__}") from exc
+    if not sop_uid:
+        raise PoisonMessage("dicom_decode", "DICOM dataset has no SOPInstanceUID")
+    return ds
+
+
+def _zone(ds: pydicom.Dataset) -> timezone:
+    offset = str(ds.get("TimezoneOffsetFromUTC", "") or "")
+    if len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+        minutes = int(offset[1:3]) * 60 + int(offset[3:])
+        return timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
+    return timezone.utc
+
+
+def dicom_event_time(ds: pydicom.Dataset) -> datetime | None:
+    """Acquisition (else content) date-time as aware UTC; None when absent or unparsable."""
+    try:
+        for dt_tag in ("AcquisitionDateTime",):
+            text = str(ds.get(dt_tag, "") or "")
+            if text:
+                moment = DT(text)
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=_zone(ds))
+                return moment.astimezone(timezone.utc)
+        for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"),
+                                   ("ContentDate", "ContentTime")):
+            d, t = str(ds.get(date_tag, "") or ""), str(ds.get(time_tag, "") or "")
+            if d and t:
+                moment = datetime.combine(DA(d), TM(t), tzinfo=_zone(ds))
+                return moment.astimezone(timezone.utc)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None
+
+
+def scan_meta(ds: pydicom.Dataset, envelope: ScanEnvelope | None) -> ScanMeta:
+    """Identifiers of a scan: the event id is the envelope's, else the SOPInstanceUID."""
+    sop_uid = str(ds.SOPInstanceUID).strip()
+    study = str(ds.get("StudyInstanceUID", "") or "").strip() or None
+    patient = str(ds.get("PatientID", "") or "").strip() or None
+    if envelope is not None:
+        return ScanMeta(envelope.event_id, sop_uid, study, envelope.patient_id or patient,
+                        dicom_event_time(ds))
+    return ScanMeta(sop_uid, sop_uid, study, patient, dicom_event_time(ds))
+
+
+def load_scan(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanMeta, np.ndarray]:
+    """Decode one scan event (DICOM bytes or envelope) into its metadata and CNN tensor."""
+    if is_dicom(value):
+        envelope, data = None, value
+    elif looks_like_json(value):
+        envelope = decode_scan_envelope(value)
+        data = read_claim_check(resolve_uri(envelope.uri, policy), policy.max_bytes)
+    else:
+        raise PoisonMessage("format", "neither a DICOM Part-10 file nor a JSON envelope")
+    ds = read_dicom(data)
+    return scan_meta(ds, envelope), dicom_to_tensor(ds)
