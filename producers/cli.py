@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +54,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
             logging.getLogger("kafka").setLevel(logging.CRITICAL)  # we report failures ourselves
+            logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # INFO is per association
         try:
             return handler(args)
         except (ConfigurationError, BrokerUnavailable, OSError) as exc:
@@ -84,6 +87,38 @@ def _produce_scans(args: argparse.Namespace) -> int:
     return 1 if tally.failed else 0
 
 
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def _receive_dicom(args: argparse.Namespace) -> int:
+    from producers.dicom_scp import StoreHandler, start_scp
+
+    settings = _settings(args)
+    pseudonyms = pseudonymizer(settings)
+    metrics = metrics_for(settings, settings.dicom_metrics_port, required=True)
+    publisher = Publisher(settings, client_id="medstream-receive-dicom")
+    try:
+        server = start_scp(StoreHandler(settings, publisher, metrics, pseudonyms))
+        print(
+            f"DICOM SCP {settings.dicom_ae_title} on {settings.dicom_host}:{settings.dicom_port} "
+            f"-> {settings.topic_scans}; metrics on {settings.metrics_host}:"
+            f"{settings.dicom_metrics_port}", file=sys.stderr, flush=True,
+        )
+        try:
+            _wait_for_signal()
+        finally:
+            server.shutdown()
+    finally:
+        publisher.close()
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
     parser.add_argument("--bootstrap", dest="set_kafka_bootstrap", help="Kafka HOST:PORT")
     parser.add_argument("--metrics-port", type=int, help=metrics_help)
@@ -104,3 +139,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="store for files over the message limit")
     _add_common(scans, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
     scans.set_defaults(func=_guarded(_produce_scans))
+
+    receive = subparsers.add_parser("receive", help="run a DICOM or HL7 listener feeding Kafka")
+    listeners = receive.add_subparsers(dest="kind", required=True)
+    dicom = listeners.add_parser("dicom", help="DICOM C-STORE SCP (C-ECHO too) -> scans")
+    dicom.add_argument("--host", dest="set_dicom_host", help="listen address (default 127.0.0.1)")
+    dicom.add_argument("--port", dest="set_dicom_port", type=int, help="listen port (default 11112)")
+    dicom.add_argument("--ae-title", dest="set_dicom_ae_title", help="our AE title (MEDSTREAM)")
+    dicom.add_argument("--topic", dest="set_topic_scans", help="topic (default MEDSTREAM_TOPIC_SCANS)")
+    dicom.add_argument("--claim-check-dir", dest="set_claim_check_dir", type=Path,
+                       help="store for instances over the message limit")
+    dicom.add_argument("--bootstrap", dest="set_kafka_bootstrap", help="Kafka HOST:PORT")
+    dicom.add_argument("--metrics-port", dest="set_dicom_metrics_port", type=int,
+                       help="metrics port (default 9110, 0 = off)")
+    dicom.set_defaults(func=_guarded(_receive_dicom))
