@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per sub-command module; each helper adds its own
     "worker.localstack.cli",
+    "worker.topics",
     "worker.top",
     "producers.cli",
 )

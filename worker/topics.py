@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Iterable
 
@@ -54,3 +55,17 @@ def create_topics(bootstrap: str, topics: Iterable[NewTopic], timeout_s: float =
 def ensure_topics(settings: Settings) -> list[str]:
     """Create scans/vitals/predictions/deadletter if missing; returns the names created."""
     return create_topics(settings.kafka_bootstrap, topic_specs(settings))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `medstream topics`: create the medstream topics on MEDSTREAM_KAFKA_BOOTSTRAP."""
+    parser = subparsers.add_parser("topics", help="create the medstream topics (idempotent)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = Settings()
+    created = ensure_topics(settings)
+    print(f"created: {', '.join(created)}" if created else "all topics present")
+    return 0
