@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.topics",
     "worker.top",
     "producers.cli",
+    "worker.run",
 )
 
 

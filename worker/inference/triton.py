@@ -99,11 +99,14 @@ class TritonBackend:
         self._timeout_s = timeout_s
         self._metrics = metrics
         self._client: grpcclient.InferenceServerClient | None = None
-        self._outputs: dict[str, tuple[str, ...]] = {}
+
+    async def connect(self) -> None:
+        """Create the long-lived client on the running event loop (no network round trip)."""
+        self._require()
 
     async def start(self, specs: list[ModelSpec]) -> dict[str, ModelInfo]:
         """Connect and check the server and every model; ConfigurationError when unusable."""
-        self._client = grpcclient.InferenceServerClient(self._url)
+        await self.connect()
         try:
             return await self._check(specs)
         except BaseException:
@@ -126,7 +129,6 @@ class TritonBackend:
                 metadata = await client.get_model_metadata(spec.name, as_json=True, client_timeout=t)
                 config = await client.get_model_config(spec.name, as_json=True, client_timeout=t)
                 infos[spec.name] = check_model(spec, metadata, config)
-                self._outputs[spec.name] = tuple(o.name for o in spec.outputs)
         except InferenceServerException as exc:
             raise ConfigurationError(f"Triton at {self._url} unusable: {exc}") from exc
         return infos
@@ -138,8 +140,9 @@ class TritonBackend:
             await client.close()
 
     def _require(self) -> grpcclient.InferenceServerClient:
+        """The client, created on first use: a grpc.aio channel belongs to the current loop."""
         if self._client is None:
-            raise RuntimeError("TritonBackend used before start()")
+            self._client = grpcclient.InferenceServerClient(self._url)
         return self._client
 
     async def is_ready(self, model: str) -> bool:
@@ -157,13 +160,11 @@ class TritonBackend:
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             request.append(tensor)
-        outputs = [grpcclient.InferRequestedOutput(n) for n in self._outputs.get(model, ())]
         gauge = self._metrics.inflight_requests.labels(model)
         gauge.inc()
         started = time.perf_counter()
         try:
-            result = await client.infer(model, request, outputs=outputs or None,
-                                        client_timeout=self._timeout_s)
+            result = await client.infer(model, request, client_timeout=self._timeout_s)
         except Exception as exc:
             error = classify_error(exc)
             if error is exc:
@@ -172,5 +173,4 @@ class TritonBackend:
         finally:
             gauge.dec()
         self._metrics.inference_seconds.labels(model).observe(time.perf_counter() - started)
-        names = self._outputs.get(model) or tuple(o["name"] for o in result.get_response(as_json=True)["outputs"])
-        return {name: result.as_numpy(name) for name in names}
+        return {out.name: result.as_numpy(out.name) for out in result.get_response().outputs}

@@ -1,0 +1,130 @@
+"""create_app(settings, models): the faust app with both agents, topics, web views and timers.
+
+`models` is what the start-up check read from Triton (run.py): it caps each agent's batch at
+the model's max_batch_size and gives predictions their model version. The long-lived Triton
+client is created on faust's event loop when the app starts and closed when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from worker.agents.common import BatchServer, serve_stream
+from worker.agents.scans import scan_kind
+from worker.agents.vitals import vitals_kind
+from worker.inference.protocol import ModelInfo
+from worker.inference.resilience import Backoff, RetryingBackend
+from worker.inference.triton import TritonBackend
+from worker.metrics import Metrics
+from worker.pipeline import Kind
+from worker.settings import Settings
+from worker.web import STARTING, Readiness, register_views
+
+log = logging.getLogger(__name__)
+
+LAG_INTERVAL_S = 5.0
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """"h1:p1,h2:p2" -> ["kafka://h1:p1", "kafka://h2:p2"]."""
+    return [f"kafka://{part.strip()}" for part in bootstrap.split(",") if part.strip()]
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.broker_session_timeout_s / 3),
+        broker_commit_interval=settings.broker_commit_interval_s,
+        producer_max_request_size=settings.producer_max_request_size,
+        producer_acks=-1,
+        consumer_max_fetch_size=settings.producer_max_request_size,
+        datadir=str(settings.state_dir / "faust"),
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+    )
+
+
+def create_app(settings: Settings, models: dict[str, ModelInfo],
+               metrics: Metrics | None = None) -> faust.App:
+    """The worker app; start it with faust.Worker (see worker.run)."""
+    metrics = metrics or Metrics.create()
+    app = _faust_app(settings)
+    readiness = Readiness(metrics)
+    triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
+                           metrics=metrics)
+    sources = {settings.scan_model: settings.topic_scans, settings.vitals_model: settings.topic_vitals}
+
+    def partitions_of(model: str) -> set[Any]:
+        return {tp for tp in app.consumer.assignment() if tp.topic == sources.get(model)}
+
+    def opened(model: str) -> None:
+        readiness.block(f"triton:{model}")
+        app.consumer.pause_partitions(partitions_of(model))
+
+    def closed(model: str) -> None:
+        app.consumer.resume_partitions(partitions_of(model))
+        readiness.unblock(f"triton:{model}")
+
+    backend = RetryingBackend(
+        triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+        threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed)
+    executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="medstream-decode")
+    predictions = app.topic(settings.topic_predictions)
+    deadletter = app.topic(settings.topic_deadletter)
+    kinds: list[tuple[Kind[Any], str, int, float]] = [
+        (scan_kind(settings, models[settings.scan_model]), settings.topic_scans,
+         settings.scan_max_batch, settings.scan_within_s),
+        (vitals_kind(settings, models[settings.vitals_model]), settings.topic_vitals,
+         settings.vitals_max_batch, settings.vitals_within_s),
+    ]
+    servers: list[BatchServer] = []
+    for kind, topic, max_batch, within in kinds:
+        server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
+                             worker_id=settings.worker_id, executor=executor,
+                             max_inflight=settings.triton_max_inflight)
+        servers.append(server)
+        _add_agent(app, app.topic(topic), server, min(max_batch, kind.model.max_batch_size), within)
+
+    @app.task
+    async def connect_triton() -> None:
+        await triton.connect()
+        readiness.unblock(STARTING)
+
+    @app.on_before_shutdown.connect
+    async def close_triton(sender: Any, **kwargs: Any) -> None:
+        readiness.block("stopping")
+        await triton.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    @app.timer(interval=LAG_INTERVAL_S)
+    async def consumer_lag() -> None:
+        for server in servers:
+            for (topic, partition), position in list(server.positions.items()):
+                tp = next((t for t in app.consumer.assignment()
+                           if t.topic == topic and t.partition == partition), None)
+                highwater = app.consumer.highwater(tp) if tp is not None else None
+                if highwater is not None:
+                    metrics.consumer_lag.labels(topic, str(partition)).set(max(0, highwater - position))
+
+    register_views(app, metrics, readiness)
+    return app
+
+
+def _add_agent(app: faust.App, topic: Any, server: BatchServer, max_batch: int,
+               within: float) -> None:
+    async def agent(stream: Any) -> None:
+        await serve_stream(stream, server, max_batch, within)
+
+    agent.__name__ = agent.__qualname__ = f"{server.kind.name}_agent"
+    app.agent(topic, name=f"medstream.{server.kind.name}")(agent)
