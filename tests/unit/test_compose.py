@@ -1,0 +1,77 @@
+"""docker-compose.yml: valid against the Compose Specification schema and consistent with the code.
+
+No Docker engine or compose plugin exists here, so the file is checked against the compose-spec
+JSON schema vendored by `check-jsonschema` (the schema `docker compose config` uses).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from producers.settings import ProducerSettings
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_file_matches_the_compose_spec(compose: dict) -> None:
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.Draft7Validator(schema)  # the spec says draft-07 (URL without "#")
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(compose)]
+    assert errors == []
+
+
+def test_every_medstream_variable_is_a_settings_field(compose: dict) -> None:
+    fields = set(Settings.model_fields) | set(ProducerSettings.model_fields)
+    used = {
+        name
+        for service in compose["services"].values()
+        for name in (service.get("environment") or {})
+        if name.startswith("MEDSTREAM_")
+    }
+    assert used, "compose sets no MEDSTREAM_* variable"
+    assert sorted(n for n in used if n.removeprefix("MEDSTREAM_").lower() not in fields) == []
+
+
+def test_mounted_host_paths_exist(compose: dict) -> None:
+    sources = [
+        volume.split(":", 1)[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if volume.startswith("./")
+    ]
+    assert "./triton_models" in sources
+    assert sorted(s for s in sources if not (ROOT / s).exists()) == []
+
+
+def test_triton_loads_every_model_of_the_repository(compose: dict) -> None:
+    command = compose["services"]["triton"]["command"]
+    loaded = {arg.split("=", 1)[1] for arg in command if arg.startswith("--load-model=")}
+    models = {p.parent.name for p in (ROOT / "triton_models").glob("*/config.pbtxt")}
+    assert "--model-control-mode=explicit" in command
+    assert loaded == models
+
+
+def test_prometheus_scrape_targets_are_compose_services(compose: dict) -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    hosts = {
+        target.split(":", 1)[0]
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    } | {name for job in config["scrape_configs"]
+         for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    assert sorted(hosts - set(compose["services"])) == []
