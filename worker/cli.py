@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     # one line per sub-command module; each helper adds its own
     "worker.localstack.cli",
     "worker.topics",
+    "worker.demo",
     "worker.top",
     "producers.cli",
     "worker.run",
