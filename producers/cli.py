@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -87,6 +88,63 @@ def _produce_scans(args: argparse.Namespace) -> int:
     return 1 if tally.failed else 0
 
 
+def _start_time(text: str | None) -> datetime:
+    """--start as an aware UTC datetime; default now (whole seconds)."""
+    if text is None:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _vitals_series(args: argparse.Namespace, settings: ProducerSettings) -> tuple[str, list, list]:
+    """(source label, series, skipped CSV rows) for the chosen input."""
+    from producers import vitals_sources, vitals_sim
+
+    start, interval = _start_time(args.start), settings.interval_s
+    if args.simulate is not None:
+        series = vitals_sim.simulate(
+            args.simulate, duration_s=args.duration, interval_s=interval, start=start,
+            seed=args.seed,
+        )
+        return "simulate", series, []
+    if args.mitbih:
+        return "mitbih", [vitals_sources.mitbih_series(interval_s=interval, start=start)], []
+    series, skipped = [], []
+    for path in args.csv:
+        result = vitals_sources.read_csv(path, interval_s=interval, origin=start)
+        series += result.series
+        skipped += [(f"{path}:{line}", reason) for line, reason in result.skipped]
+    return "csv", series, skipped
+
+
+def _produce_vitals(args: argparse.Namespace) -> int:
+    from producers.produce_vitals import produce_vitals
+    from producers.progress import Progress
+    from producers.vitals_sources import SourceError
+
+    settings = _settings(args)
+    pseudonyms = pseudonymizer(settings)
+    try:
+        source, series, skipped = _vitals_series(args, settings)
+    except (SourceError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from exc
+    metrics = metrics_for(settings, args.metrics_port or settings.produce_metrics_port, required=False)
+    progress = Progress(f"vitals ({source})")
+    for where, reason in skipped:
+        metrics.rejected.labels(source, "bad_row").inc()
+        progress.report(where, "bad_row", reason)
+    publisher = Publisher(settings, client_id=f"medstream-produce-vitals-{source}")
+    try:
+        tally = produce_vitals(
+            series, publisher, metrics, topic=settings.topic_vitals, source=source,
+            pseudonyms=pseudonyms, window_len=settings.window_len, hop=settings.window_hop,
+            rate=args.rate, progress=progress,
+        )
+    finally:
+        publisher.close()
+    return 1 if tally.failed else 0
+
+
 def _wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM."""
     stop = threading.Event()
@@ -139,6 +197,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="store for files over the message limit")
     _add_common(scans, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
     scans.set_defaults(func=_guarded(_produce_scans))
+
+    vitals = kinds.add_parser("vitals", help="publish vital-sign windows (CSV, MIT-BIH, simulated)")
+    source = vitals.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", nargs="+", type=Path,
+                        help="CSV: time,patient_id[,device_id],hr,spo2,rr,sbp,dbp,temp (any subset)")
+    source.add_argument("--mitbih", action="store_true",
+                        help="heart rate from the real MIT-BIH record 208 ECG excerpt (scipy)")
+    source.add_argument("--simulate", type=int, metavar="N",
+                        help="N SYNTHETIC patients (load tests; not real data)")
+    vitals.add_argument("--duration", type=float, default=600.0,
+                        help="seconds of data per simulated patient (default 600)")
+    vitals.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    vitals.add_argument("--start", help="ISO-8601 time of the first sample (default now); fixes "
+                        "event ids across re-runs of --mitbih/--simulate")
+    vitals.add_argument("--window-len", dest="set_window_len", type=int, help="rows per window (60)")
+    vitals.add_argument("--hop", dest="set_window_hop", type=int, help="rows between windows (30)")
+    vitals.add_argument("--interval", dest="set_interval_s", type=float,
+                        help="seconds between rows (default 1)")
+    vitals.add_argument("--rate", type=float, help="at most this many windows per second")
+    vitals.add_argument("--topic", dest="set_topic_vitals", help="topic (default MEDSTREAM_TOPIC_VITALS)")
+    _add_common(vitals, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
+    vitals.set_defaults(func=_guarded(_produce_vitals))
 
     receive = subparsers.add_parser("receive", help="run a DICOM or HL7 listener feeding Kafka")
     listeners = receive.add_subparsers(dest="kind", required=True)

@@ -35,9 +35,9 @@ class Tally:
         """One line: what was published, rejected (by reason) and failed."""
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.rejected.items()))
         rejected = sum(self.rejected.values())
+        claim = f" ({self.claim_checked} by claim-check)" if self.claim_checked else ""
         return (
-            f"{what}: {self.seen} read, {self.published} published "
-            f"({self.claim_checked} by claim-check), {rejected} rejected"
+            f"{what}: {self.seen} read, {self.published} published{claim}, {rejected} rejected"
             f"{' (' + reasons + ')' if reasons else ''}, {self.failed} failed"
         )
 
