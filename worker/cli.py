@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.top",
     "producers.cli",
     "worker.run",
+    "bench.cli",
 )
 
 

@@ -1,0 +1,56 @@
+"""`medstream bench [--quick] [--kind scans|vitals|all] [--out docs/benchmarks.md]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from bench import machine, report, runner
+from bench.stack import local_stack
+from bench.workloads import workloads
+from worker.settings import Settings
+
+_SETTINGS_SHOWN = ("scan_max_batch", "scan_within_s", "vitals_max_batch", "vitals_within_s",
+                   "triton_max_inflight", "decode_threads", "topic_partitions")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `bench` sub-command."""
+    parser = subparsers.add_parser(
+        "bench", help="measure medstream against the model ceiling and a naive baseline")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (one scan size and vitals, < 90 s)")
+    parser.add_argument("--kind", choices=("scans", "vitals", "all"), default="all")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
+                        help="Markdown report (its .json sibling gets the raw figures)")
+    parser.set_defaults(func=run)
+
+
+def selected(plan: runner.Plan, kind: str) -> list[str]:
+    """The plan's workloads of the chosen kind."""
+    if kind == "all":
+        return list(plan.workloads)
+    return [w for w in plan.workloads if w.startswith(kind)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler: run the benchmark on the local stack, print the tables, write the reports."""
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = Settings()
+    settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
+    plan = runner.QUICK if args.quick else runner.FULL
+    catalogue = workloads(settings.scan_model, settings.vitals_model)
+    chosen = [catalogue[name] for name in selected(plan, args.kind)]
+    description = machine.describe()
+    with local_stack(settings) as stack:
+        result = asyncio.run(runner.run(chosen, stack, plan))
+    result["machine"] = description
+    result["settings"] = {name: getattr(settings, name) for name in _SETTINGS_SHOWN}
+    print(report.render(result, markdown=False))
+    report.write_markdown(args.out, result)
+    report.write_json(args.out.with_suffix(".json"), result)
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0

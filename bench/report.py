@@ -1,0 +1,147 @@
+"""Render a benchmark result as a console table, Markdown (docs/benchmarks.md) and JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+THROUGHPUT_HEAD = (
+    "workload", "msg KB", "prep ms", "ORT items/s", "Triton items/s", "naive msg/s",
+    "medstream msg/s", "x naive", "of Triton", "mean batch", "worker CPU s/1k",
+    "Triton CPU s/1k", "CPU-bound msg/s", "peak RSS MiB",
+)
+LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch")
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def ratios(row: dict) -> dict[str, float | None]:
+    """medstream / naive, medstream / Triton ceiling, medstream / ORT in-process."""
+    ms = row["medstream"]["msg_per_s"]
+    return {"vs_naive": ms / row["naive"]["msg_per_s"] if row["naive"]["msg_per_s"] else None,
+            "vs_triton": ms / row["triton"]["items_per_s"],
+            "vs_ort": ms / row["ort"]["items_per_s"]}
+
+
+def cpu_bound(row: dict, cores: int) -> float | None:
+    """msg/s the machine's cores could sustain at the measured worker + Triton CPU per message."""
+    m = row["medstream"]
+    if m.get("worker_cpu_s_per_1k") is None or m.get("triton_cpu_s_per_1k") is None:
+        return None
+    per_msg = (m["worker_cpu_s_per_1k"] + m["triton_cpu_s_per_1k"]) / 1e3
+    return cores / per_msg if per_msg > 0 else None
+
+
+def throughput_rows(result: dict) -> list[tuple[str, ...]]:
+    """One row per workload, in THROUGHPUT_HEAD order."""
+    cores = result["machine"]["cores"]
+    rows = []
+    for row in result["workloads"]:
+        m, r, t, o = row["medstream"], ratios(row), row["triton"], row["ort"]
+        rows.append((
+            row["workload"], _num(row["message_bytes"] / 1024, 0),
+            _num(row["preprocess"]["median_ms"], 2),
+            f"{_num(o['items_per_s'], 0)} (b{o['best_batch']})",
+            f"{_num(t['items_per_s'], 0)} (b{t['best_batch']}xc{t['best_concurrency']})",
+            _num(row["naive"]["msg_per_s"]), _num(m["msg_per_s"]),
+            _num(r["vs_naive"]), f"{_num(100 * r['vs_triton'], 0)}%",
+            _num(m.get("mean_batch")), _num(m.get("worker_cpu_s_per_1k"), 2),
+            _num(m.get("triton_cpu_s_per_1k"), 2), _num(cpu_bound(row, cores), 0),
+            _num(m["peak_rss_bytes"] / 2**20, 0),
+        ))
+    return rows
+
+
+def latency_rows(result: dict) -> list[tuple[str, ...]]:
+    """One row per workload and paced load level, in LATENCY_HEAD order."""
+    rows = []
+    for row in result["workloads"]:
+        for p in row["medstream"]["paced"]:
+            lat = p["latency_ms"]
+            rows.append((row["workload"], f"{int(p['load'] * 100)}%", _num(p["rate_msg_per_s"]),
+                         _num(lat["p50"]), _num(lat["p95"]), _num(lat["p99"]), _num(lat["max"]),
+                         _num(p.get("mean_batch"))))
+    return rows
+
+
+def clinical_lines(result: dict) -> list[str]:
+    """The CT-series figure, one sentence per workload that ran it."""
+    lines = []
+    for row in result["workloads"]:
+        ct = row["medstream"].get("ct_series")
+        if ct:
+            lines.append(
+                f"{row['workload']}: a {ct['slices']}-slice series sent as one study in "
+                f"{ct['send_s']:.2f} s; last slice acknowledged -> last prediction received "
+                f"{ct['last_slice_to_last_prediction_s']:.2f} s (first slice -> last prediction "
+                f"{ct['first_slice_to_last_prediction_s']:.2f} s)")
+    return lines
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool) -> str:
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+
+
+def _machine_line(machine: dict) -> str:
+    pk = machine["packages"]
+    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+            f"{machine['gpu']}, {machine['os']}, Python {machine['python']}, load avg "
+            f"{machine['load_avg_1m']} at start; onnxruntime {pk['onnxruntime']}, tritonserver "
+            f"(nvidia-pytriton {pk['nvidia-pytriton']}), faust-streaming {pk['faust-streaming']}")
+
+
+def render(result: dict, markdown: bool) -> str:
+    """The whole report as text (console) or Markdown."""
+    when = datetime.fromtimestamp(result["started"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"medstream bench ({result['plan']}, {when}, {result['duration_s']:.0f} s)"
+    parts = [
+        f"### {title}" if markdown else title,
+        f"Machine: {_machine_line(result['machine'])}",
+        f"Worker settings: {json.dumps(result['settings'], sort_keys=True)}",
+        "",
+        "**Throughput** (pre-filled topic, steady state)" if markdown else "Throughput",
+        _table(THROUGHPUT_HEAD, throughput_rows(result), markdown),
+        "",
+        "**Latency** (paced open-loop load, event sent -> prediction received)"
+        if markdown else "Latency",
+        _table(LATENCY_HEAD, latency_rows(result), markdown),
+        "",
+        "**Clinical framing**" if markdown else "Clinical framing",
+        *(f"- {line}" if markdown else line for line in clinical_lines(result)),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(path: Path, result: dict) -> None:
+    """Replace the generated block of `path` (between the bench markers), keeping commentary."""
+    block = f"{BEGIN}\n{render(result, markdown=True)}{END}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
+                      flags=re.DOTALL)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_json(path: Path, result: dict) -> None:
+    """The full result, with the derived ratios added per workload."""
+    enriched = {**result, "workloads": [{**row, "ratios": ratios(row)}
+                                        for row in result["workloads"]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(enriched, indent=2, sort_keys=True) + "\n")
