@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
@@ -177,6 +178,33 @@ def _receive_dicom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _receive_hl7(args: argparse.Namespace) -> int:
+    from producers.hl7_listener import Hl7Receiver, serve
+
+    settings = _settings(args)
+    pseudonyms = pseudonymizer(settings)
+    metrics = metrics_for(settings, settings.hl7_metrics_port, required=True)
+    publisher = Publisher(settings, client_id="medstream-receive-hl7")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(
+            f"HL7 MLLP listener on {settings.hl7_host}:{settings.hl7_port} -> "
+            f"{settings.topic_vitals}; metrics on {settings.metrics_host}:"
+            f"{settings.hl7_metrics_port}", file=sys.stderr, flush=True,
+        )
+        await serve(Hl7Receiver(settings, publisher, metrics, pseudonyms), stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        publisher.close()
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
     parser.add_argument("--bootstrap", dest="set_kafka_bootstrap", help="Kafka HOST:PORT")
     parser.add_argument("--metrics-port", type=int, help=metrics_help)
@@ -233,3 +261,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dicom.add_argument("--metrics-port", dest="set_dicom_metrics_port", type=int,
                        help="metrics port (default 9110, 0 = off)")
     dicom.set_defaults(func=_guarded(_receive_dicom))
+
+    hl7 = listeners.add_parser("hl7", help="HL7 v2 MLLP listener for ORU^R01 vital signs -> vitals")
+    hl7.add_argument("--host", dest="set_hl7_host", help="listen address (default 127.0.0.1)")
+    hl7.add_argument("--port", dest="set_hl7_port", type=int, help="listen port (default 2575)")
+    hl7.add_argument("--interval", dest="set_hl7_interval_s", type=float,
+                     help="seconds per window row (default 60)")
+    hl7.add_argument("--window-len", dest="set_window_len", type=int, help="rows per window (60)")
+    hl7.add_argument("--topic", dest="set_topic_vitals", help="topic (default MEDSTREAM_TOPIC_VITALS)")
+    hl7.add_argument("--bootstrap", dest="set_kafka_bootstrap", help="Kafka HOST:PORT")
+    hl7.add_argument("--metrics-port", dest="set_hl7_metrics_port", type=int,
+                     help="metrics port (default 9111, 0 = off)")
+    hl7.set_defaults(func=_guarded(_receive_hl7))

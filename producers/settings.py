@@ -36,6 +36,7 @@ class ProducerSettings(Settings):
     # HL7 v2 MLLP listener
     hl7_host: str = "127.0.0.1"
     hl7_port: int = Field(2575, ge=1, le=65535)
+    hl7_interval_s: float = Field(60.0, gt=0)  # grid of HL7 windows: monitors chart per minute
 
     # Vital-sign windows (shared by `produce vitals` and `receive hl7`)
     window_len: int = Field(60, ge=1, le=10_000)

@@ -1,0 +1,195 @@
+"""HL7 v2 ORU^R01 vital-sign messages -> observations, and the ACK/NAK for each message.
+
+Parsing uses the `hl7` library (python-hl7); nothing here touches sockets or Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import hl7
+
+from producers.hl7_codes import channel_for, convert
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_STATUSES = frozenset({"", "F", "R", "P", "C", "S", "I"})  # OBX-11; X/D/W are not values
+# HL7 table 0357 message error condition codes used in ERR-3
+ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = "101", "102", "200", "207"
+
+
+class Hl7Reject(Exception):
+    """A message we answer with a NAK: `ack_code` AR (reject) or AE (error), `reason` slug."""
+
+    def __init__(self, ack_code: str, reason: str, message: str, err_code: str) -> None:
+        super().__init__(message)
+        self.ack_code, self.reason, self.err_code = ack_code, reason, err_code
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One vital-sign value in its channel's canonical unit."""
+
+    channel: str
+    value: float
+    time: datetime
+
+
+@dataclass
+class OruMessage:
+    """What the listener needs from one ORU^R01 message (identifiers still in clear)."""
+
+    control_id: str
+    patient_id: str
+    device_id: str
+    observations: list[Observation]
+    unknown_codes: list[str] = field(default_factory=list)
+    invalid_values: int = 0
+
+
+def _field(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 1) -> str:
+    try:
+        return str(segment.extract_field(1, number, repeat, component) or "").strip()
+    except (IndexError, AttributeError):
+        return ""
+
+
+def parse_time(text: str) -> datetime | None:
+    """HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) as UTC; no offset = UTC; None if unusable."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return hl7.parse_datetime(text).astimezone(timezone.utc) if _has_offset(text) else \
+            hl7.parse_datetime(text).replace(tzinfo=timezone.utc)
+    except (ValueError, TypeError):
+        return None
+
+
+def _has_offset(text: str) -> bool:
+    return "+" in text or "-" in text[4:]
+
+
+def normalise(text: str) -> str:
+    """Segment separators as HL7 wants them (CR), whatever line endings the sender used."""
+    return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r") + "\r"
+
+
+def parse_oru(text: str, received_at: datetime) -> OruMessage:
+    """Parse one ORU^R01; raises Hl7Reject with the reason for a NAK."""
+    try:
+        message = hl7.parse(normalise(text))
+        msh = message.segment("MSH")
+    except Exception as exc:  # the hl7 parser raises assorted errors on garbage
+        raise Hl7Reject("AR", "malformed", f"not an HL7 v2 message: {type(exc).__name__}",
+                        ERR_APPLICATION) from exc
+    msg_type = f"{_field(msh, 9, 1)}^{_field(msh, 9, 2)}"
+    control_id = _field(msh, 10)
+    if msg_type != "ORU^R01":
+        raise Hl7Reject("AR", "unsupported_type", f"message type {msg_type} is not supported "
+                        "(only ORU^R01)", ERR_UNSUPPORTED_TYPE)
+    if not control_id:
+        raise Hl7Reject("AR", "missing_field", "MSH-10 message control id is empty",
+                        ERR_REQUIRED_FIELD)
+    try:
+        pid = message.segment("PID")
+    except KeyError as exc:
+        raise Hl7Reject("AE", "missing_field", "no PID segment", ERR_REQUIRED_FIELD) from exc
+    patient_id = _field(pid, 3)
+    if not patient_id:
+        raise Hl7Reject("AE", "missing_field", "PID-3 patient identifier is empty",
+                        ERR_REQUIRED_FIELD)
+    default_time = _default_time(message, msh, received_at)
+    result = OruMessage(control_id, patient_id, _device(message), [])
+    for obx in message.segments("OBX") if _has(message, "OBX") else []:
+        _add_observation(result, obx, default_time)
+    if not result.observations:
+        detail = (f"unknown observation codes {sorted(set(result.unknown_codes))}"
+                  if result.unknown_codes else "no numeric vital-sign OBX segment")
+        raise Hl7Reject("AE", "no_vitals", f"no usable vital sign: {detail}", ERR_DATA_TYPE)
+    return result
+
+
+def _has(message: hl7.Message, name: str) -> bool:
+    return any(str(segment[0]) == name for segment in message)
+
+
+def _default_time(message: hl7.Message, msh: hl7.Segment, received_at: datetime) -> datetime:
+    """OBR-7 observation time, else MSH-7, else the time we received the message."""
+    obr_time = parse_time(_field(message.segment("OBR"), 7)) if _has(message, "OBR") else None
+    return obr_time or parse_time(_field(msh, 7)) or received_at
+
+
+def _device(message: hl7.Message) -> str:
+    """OBX-18 equipment id of the first OBX carrying one, else MSH-3 sending application."""
+    for obx in message.segments("OBX") if _has(message, "OBX") else []:
+        equipment = _field(obx, 18)
+        if equipment:
+            return equipment
+    return _field(message.segment("MSH"), 3) or "hl7"
+
+
+def _add_observation(result: OruMessage, obx: hl7.Segment, default_time: datetime) -> None:
+    code, text = _field(obx, 3, 1), _field(obx, 3, 2)
+    channel = channel_for(code, text)
+    if channel is None:
+        result.unknown_codes.append(code or text or "?")
+        return
+    if _field(obx, 11).upper() not in ACCEPTED_STATUSES:
+        return
+    try:
+        value = float(_field(obx, 5))
+    except ValueError:
+        result.invalid_values += 1
+        return
+    units = [_field(obx, 6, 1), _field(obx, 6, 2)]
+    moment = parse_time(_field(obx, 14)) or default_time
+    value = convert(channel, units, value)
+    if value != value or value in (float("inf"), float("-inf")):
+        result.invalid_values += 1
+        return
+    result.observations.append(Observation(channel, value, moment))
+
+
+def build_ack(text: str, ack_code: str, error: Hl7Reject | None = None) -> str:
+    """The ACK for `text`: AA, or AE/AR with MSA-3 and an ERR segment naming the error.
+
+    Works for unparseable input too (MSH fields that cannot be copied are left empty).
+    """
+    try:
+        original = hl7.parse(normalise(text))
+        msh = original.segment("MSH")
+    except Exception:  # garbage: nothing to copy
+        original, msh = None, None
+    try:
+        ack = original.create_ack(ack_code, application="MEDSTREAM")
+    except Exception:  # garbage, or an MSH create_ack cannot copy: minimal ACK of our own
+        control = _safe(_field(msh, 10)) if msh is not None else ""
+        sender = _safe(_field(msh, 3)) if msh is not None else ""
+        minimal = hl7.parse(f"MSH|^~\\&|{sender}||MEDSTREAM||{_now()}||ACK^R01^ACK|{control}|P|2.5\r")
+        ack = minimal.create_ack(ack_code, application="MEDSTREAM")
+    if error is not None:
+        detail = _safe(str(error))
+        ack.segment("MSA").assign_field(detail[:80], 3)
+        err = ack.create_segment([ack.create_field(["ERR"])])
+        err.assign_field(error.err_code, 3, 1, 1)
+        err.assign_field("E", 4)
+        err.assign_field(detail[:250], 8)
+        ack.append(err)
+    return str(ack)
+
+
+def _safe(text: str) -> str:
+    """Text without HL7 delimiters, so it can sit in one field of the ACK."""
+    return text.translate({ord(c): " " for c in "|^~\\&\r\n"})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+
+
+def slot_of(moment: datetime, interval_s: float) -> int:
+    """Index of the grid slot holding `moment` (slots are counted from the Unix epoch)."""
+    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(seconds=interval_s))
