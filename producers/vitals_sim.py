@@ -46,7 +46,9 @@ def _trajectory(rng: np.random.Generator, steps: int, interval_s: float) -> np.n
     for i in range(steps):
         state = decay * state + _NOISE * np.sqrt(1 - decay**2) * rng.standard_normal(6)
         values[i] = base + drift[i] + state
-    return np.clip(values, _LOW, _HIGH)
+    values = np.clip(values, _LOW, _HIGH)
+    values[:, 4] = np.maximum(np.minimum(values[:, 4], values[:, 3] - 15.0), _LOW[4])  # pulse pressure
+    return values
 
 
 def _observed(rng: np.random.Generator, values: np.ndarray, interval_s: float) -> list[Row]:

@@ -1,0 +1,86 @@
+"""De-identification: keyed pseudonyms and the DICOM PS3.15 basic-profile actions."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from producers.deid.dicom import EMPTY, KEEP, REMAP, deidentify, BurnedInAnnotation
+from producers.deid.pseudonym import Pseudonymizer
+from producers.scan_events import encode
+
+KEY = b"unit-test-key-0123456789"
+
+
+@pytest.fixture
+def ct() -> pydicom.Dataset:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientBirthDate = "19700101"
+    ds.InstitutionName = "General Hospital"
+    ds.add_new(0x00091001, "LO", "private vendor data")
+    return ds
+
+
+def test_pseudonyms_are_keyed_and_stable() -> None:
+    a, b = Pseudonymizer(KEY), Pseudonymizer(b"another-key-0123456789")
+    assert a.patient("MRN123") == a.patient(" MRN123 ")
+    assert a.patient("MRN123") != b.patient("MRN123")
+    assert a.patient("MRN123") != a.patient("MRN124")
+    assert a.patient("MRN123").startswith("PSN-") and len(a.patient("MRN123")) == 36
+
+
+def test_uid_pseudonyms_are_valid_dicom_uids() -> None:
+    uid = Pseudonymizer(KEY).uid("1.2.840.113619.2.1.1.322987881.621.736170080.681")
+    assert uid.startswith("2.25.") and len(uid) <= 64
+    assert all(part.isdigit() and (part == "0" or not part.startswith("0"))
+               for part in uid.split("."))
+
+
+def test_short_key_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Pseudonymizer(b"short")
+
+
+def test_identifiers_are_replaced_removed_or_emptied(ct: pydicom.Dataset) -> None:
+    original_patient = str(ct.PatientID)
+    out = deidentify(ct, Pseudonymizer(KEY))
+    assert out.PatientID == Pseudonymizer(KEY).patient(original_patient)
+    assert str(out.PatientName) == out.PatientID
+    for keyword in ("PatientBirthDate", "StudyDate", "AccessionNumber"):
+        assert keyword in out and not out[keyword].value  # type 2: present, empty
+    assert "InstitutionName" not in out
+    assert not any(element.tag.is_private for element in out)
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    for keyword in REMAP & set(ct.dir()):
+        assert out[keyword].value == Pseudonymizer(KEY).uid(str(ct[keyword].value))
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+
+
+def test_every_kept_attribute_is_in_the_documented_tables(ct: pydicom.Dataset) -> None:
+    out = deidentify(ct, Pseudonymizer(KEY))
+    added = {"PatientID", "PatientName", "PatientIdentityRemoved", "DeidentificationMethod",
+             "DeidentificationMethodCodeSequence", "LongitudinalTemporalInformationModified"}
+    assert {e.keyword for e in out} <= KEEP | REMAP | EMPTY | added
+
+
+def test_pixels_and_preprocessing_inputs_survive(ct: pydicom.Dataset) -> None:
+    out = pydicom.dcmread(io.BytesIO(encode(deidentify(ct, Pseudonymizer(KEY)))))
+    assert (out.pixel_array == ct.pixel_array).all()
+    for keyword in ("RescaleSlope", "RescaleIntercept", "PhotometricInterpretation", "Rows"):
+        assert out[keyword].value == ct[keyword].value
+
+
+def test_source_dataset_is_not_modified(ct: pydicom.Dataset) -> None:
+    before = str(ct.SOPInstanceUID)
+    deidentify(ct, Pseudonymizer(KEY))
+    assert str(ct.SOPInstanceUID) == before and ct.PatientBirthDate == "19700101"
+
+
+def test_burned_in_annotation_is_refused(ct: pydicom.Dataset) -> None:
+    ct.BurnedInAnnotation = "YES"
+    with pytest.raises(BurnedInAnnotation):
+        deidentify(ct, Pseudonymizer(KEY))

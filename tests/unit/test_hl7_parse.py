@@ -1,0 +1,88 @@
+"""HL7 ORU^R01 parsing, ACK/NAK building and per-patient windows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import hl7
+import pytest
+
+from producers.hl7_parse import Hl7Reject, build_ack, parse_oru, parse_time
+from producers.hl7_windows import PatientWindows
+
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+ORU = (
+    "MSH|^~\\&|MON|ICU|MEDSTREAM|HOSP|20260101120000||ORU^R01^ORU_R01|MSG0001|P|2.5\n"
+    "PID|1||MRN123^^^HOSP^MR||DOE^JOHN||19700101|M\n"
+    "OBR|1|||VITALS|||20260101120000\n"
+    "OBX|1|NM|8867-4^Heart rate^LN||82|/min|||||F|||20260101120005\n"
+    "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||97|262688^MDC_DIM_PERCENT^MDC|||||F\n"
+    "OBX|3|NM|8310-5^Body temperature^LN||99.5|[degF]|||||F\n"
+    "OBX|4|NM|12345-6^Unknown^LN||1|x|||||F\n"
+    "OBX|5|NM|9279-1^Resp rate^LN||abc|/min|||||F\n"
+    "OBX|6|NM|8480-6^SBP^LN||120|mm[Hg]|||||X\n"
+)
+
+
+def test_vital_signs_are_extracted_by_loinc_and_mdc_code() -> None:
+    message = parse_oru(ORU, NOW)
+    values = {(o.channel, round(o.value, 2)) for o in message.observations}
+    assert values == {("hr", 82.0), ("spo2", 97.0), ("temp", 37.5)}
+    assert message.control_id == "MSG0001" and message.patient_id == "MRN123"
+    assert message.unknown_codes == ["12345-6"] and message.invalid_values == 1
+    hr = next(o for o in message.observations if o.channel == "hr")
+    assert hr.time == datetime(2026, 1, 1, 12, 0, 5, tzinfo=timezone.utc)  # OBX-14
+
+
+def test_time_defaults_to_obr7_and_honours_offsets() -> None:
+    message = parse_oru(ORU, NOW)
+    spo2 = next(o for o in message.observations if o.channel == "spo2")
+    assert spo2.time == datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    assert parse_time("20260101130000+0100") == datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert parse_time("garbage") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "reason"),
+    [
+        ("this is not HL7", "AR", "malformed"),
+        (ORU.replace("ORU^R01^ORU_R01", "ADT^A01"), "AR", "unsupported_type"),
+        (ORU.replace("|MSG0001|", "||"), "AR", "missing_field"),
+        (ORU.replace("MRN123^^^HOSP^MR", ""), "AE", "missing_field"),
+        ("MSH|^~\\&|M|I|||20260101||ORU^R01|X1|P|2.5\rPID|1||P1\rOBX|1|NM|99-9^?^LN||1\r",
+         "AE", "no_vitals"),
+    ],
+)
+def test_bad_messages_are_rejected_with_a_reason(text: str, code: str, reason: str) -> None:
+    with pytest.raises(Hl7Reject) as info:
+        parse_oru(text, NOW)
+    assert (info.value.ack_code, info.value.reason) == (code, reason)
+
+
+def test_accept_ack_echoes_the_control_id() -> None:
+    ack = hl7.parse(build_ack(ORU, "AA"))
+    assert str(ack.segment("MSA")(1)) == "AA" and str(ack.segment("MSA")(2)) == "MSG0001"
+    assert str(ack.segment("MSH")(9)) == "ACK^R01^ACK"
+
+
+def test_nak_carries_the_error_for_garbage_too() -> None:
+    for text in (ORU.replace("MRN123^^^HOSP^MR", ""), "garbage"):
+        with pytest.raises(Hl7Reject) as info:
+            parse_oru(text, NOW)
+        ack = hl7.parse(build_ack(text, info.value.ack_code, info.value))
+        assert str(ack.segment("MSA")(1)) == info.value.ack_code
+        assert str(ack.segment("MSA")(3)) == str(info.value)
+        assert str(ack.segment("ERR")(3)) == info.value.err_code
+
+
+def test_windows_accumulate_per_patient_and_end_at_the_latest_observation() -> None:
+    buffers = PatientWindows(length=5, interval_s=60.0)
+    first = parse_oru(ORU, NOW)
+    window = buffers.add("P1", "bed", first.observations)
+    assert window.start == datetime(2026, 1, 1, 11, 56, tzinfo=timezone.utc)
+    assert window.values[-1][:2] == [82.0, 97.0] and window.values[0] == [None] * 6
+    later = parse_oru(ORU.replace("20260101120005", "20260101120200"), NOW)
+    window = buffers.add("P1", "bed", [o for o in later.observations if o.channel == "hr"])
+    assert window.values[-3][:2] == [82.0, 97.0] and window.values[-1][0] == 82.0
+    other = buffers.add("P2", "bed", first.observations)
+    assert other.values[-2] == [None] * 6
