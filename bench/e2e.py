@@ -184,9 +184,12 @@ class Session:
         if missing > self.collector.deadletters:
             raise TimeoutError(f"{missing} of {len(ids)} predictions missing after {timeout_s:.0f} s")
 
-    def batch_mean(self, before: dict[str, float], after: dict[str, float], model: str) -> float | None:
-        """Mean records per inference request between two scrapes of the worker's metrics."""
-        return stats.histogram_mean(before, after, "medstream_batch_size", f'model="{model}"')
+    def batching(self, before: dict[str, float], after: dict[str, float], model: str) -> dict:
+        """Mean records per inference request and mean request time (ms) between two scrapes."""
+        labels = f'model="{model}"'
+        seconds = stats.histogram_mean(before, after, "medstream_inference_seconds", labels)
+        return {"mean_batch": stats.histogram_mean(before, after, "medstream_batch_size", labels),
+                "mean_inference_ms": None if seconds is None else seconds * 1e3}
 
 
 async def drain(session: Session, messages: Sequence[Message], model: str, timeout_s: float) -> dict:
@@ -199,8 +202,7 @@ async def drain(session: Session, messages: Sequence[Message], model: str, timeo
     after = scrape(session.worker.metrics_url)
     session.worker.sample(session.triton_pid)
     return {**rate, **cpu_per_1k(session.worker, rate["start"], rate["end"], rate["messages"]),
-            "mean_batch": session.batch_mean({}, after, model),
-            "deadletters": session.collector.deadletters}
+            **session.batching({}, after, model), "deadletters": session.collector.deadletters}
 
 
 async def paced(session: Session, topic: str, messages: Sequence[Message], rate: float,
@@ -216,7 +218,7 @@ async def paced(session: Session, topic: str, messages: Sequence[Message], rate:
     return {"rate_msg_per_s": rate, "messages": len(messages),
             "latency_ms": stats.percentiles(received),
             "latency_to_produce_ms": stats.percentiles(produced),
-            "mean_batch": session.batch_mean(before, scrape(session.worker.metrics_url), model)}
+            **session.batching(before, scrape(session.worker.metrics_url), model)}
 
 
 async def ct_series(session: Session, topic: str, slices: Sequence[Message], timeout_s: float) -> dict:

@@ -89,7 +89,8 @@ class Collector:
 
     bootstrap: str
     predictions_topic: str
-    deadletter_topic: str
+    deadletter_topic: str | None = None
+    fetch_max_wait_ms: int = 20
     arrivals: dict[str, Arrival] = field(default_factory=dict)
     duplicates: int = 0
     deadletters: int = 0
@@ -100,11 +101,11 @@ class Collector:
         """Assign every partition of the topics (from offset 0) and start reading."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=20,
+            auto_offset_reset="earliest", fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         await consumer.start()
         parts = []
-        for topic in (self.predictions_topic, self.deadletter_topic):
+        for topic in filter(None, (self.predictions_topic, self.deadletter_topic)):
             for _ in range(100):
                 found = consumer.partitions_for_topic(topic)
                 if found:
@@ -164,3 +165,24 @@ class Collector:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+
+async def hop_latency(bootstrap: str, topic: str, rate: float, count: int,
+                      fetch_waits_ms: tuple[int, ...]) -> dict[int, list[float]]:
+    """One produce -> consume hop through the broker, paced, for consumers with different
+    `fetch_max_wait_ms` reading at the same time; milliseconds per message by fetch wait."""
+    collectors = {wait: Collector(bootstrap, topic, fetch_max_wait_ms=wait) for wait in fetch_waits_ms}
+    for collector in collectors.values():
+        await collector.start()
+    try:
+        messages = [Message(f"hop-{i}", f"hop-{i}".encode(), bytes(100)) for i in range(count)]
+        intended = await paced(bootstrap, topic, messages, rate, 1024 * 1024)
+        out = {}
+        for wait, collector in collectors.items():
+            await collector.wait_for(list(intended), 30.0)
+            out[wait] = [(collector.arrivals[i].received_at - t0) * 1e3
+                         for i, t0 in intended.items() if i in collector.arrivals]
+        return out
+    finally:
+        for collector in collectors.values():
+            await collector.stop()

@@ -11,10 +11,11 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 THROUGHPUT_HEAD = (
     "workload", "msg KB", "prep ms", "ORT items/s", "Triton items/s", "naive msg/s",
-    "medstream msg/s", "x naive", "of Triton", "mean batch", "worker CPU s/1k",
+    "medstream msg/s", "x naive", "of Triton", "mean batch", "infer ms", "worker CPU s/1k",
     "Triton CPU s/1k", "CPU-bound msg/s", "peak RSS MiB",
 )
-LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch")
+LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch",
+                "infer ms")
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -53,7 +54,8 @@ def throughput_rows(result: dict) -> list[tuple[str, ...]]:
             f"{_num(t['items_per_s'], 0)} (b{t['best_batch']}xc{t['best_concurrency']})",
             _num(row["naive"]["msg_per_s"]), _num(m["msg_per_s"]),
             _num(r["vs_naive"]), f"{_num(100 * r['vs_triton'], 0)}%",
-            _num(m.get("mean_batch")), _num(m.get("worker_cpu_s_per_1k"), 2),
+            _num(m.get("mean_batch")), _num(m.get("mean_inference_ms")),
+            _num(m.get("worker_cpu_s_per_1k"), 2),
             _num(m.get("triton_cpu_s_per_1k"), 2), _num(cpu_bound(row, cores), 0),
             _num(m["peak_rss_bytes"] / 2**20, 0),
         ))
@@ -68,8 +70,16 @@ def latency_rows(result: dict) -> list[tuple[str, ...]]:
             lat = p["latency_ms"]
             rows.append((row["workload"], f"{int(p['load'] * 100)}%", _num(p["rate_msg_per_s"]),
                          _num(lat["p50"]), _num(lat["p95"]), _num(lat["p99"]), _num(lat["max"]),
-                         _num(p.get("mean_batch"))))
+                         _num(p.get("mean_batch")), _num(p.get("mean_inference_ms"))))
     return rows
+
+
+def hop_line(result: dict) -> str:
+    """The broker-only produce -> consume latency, per consumer fetch wait."""
+    hop = result["broker_hop"]
+    parts = [f"fetch_max_wait_ms={wait}: p50 {_num(p['p50'])} ms, p99 {_num(p['p99'])} ms"
+             for wait, p in hop["by_fetch_wait_ms"].items()]
+    return f"Broker hop alone at {hop['rate_msg_per_s']:.0f} msg/s: " + "; ".join(parts)
 
 
 def clinical_lines(result: dict) -> list[str]:
@@ -119,6 +129,8 @@ def render(result: dict, markdown: bool) -> str:
         "**Latency** (paced open-loop load, event sent -> prediction received)"
         if markdown else "Latency",
         _table(LATENCY_HEAD, latency_rows(result), markdown),
+        "",
+        hop_line(result),
         "",
         "**Clinical framing**" if markdown else "Clinical framing",
         *(f"- {line}" if markdown else line for line in clinical_lines(result)),

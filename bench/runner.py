@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from bench import ceiling, corpus, e2e, load
+from bench import ceiling, corpus, e2e, load, stats
 from bench.stack import Stack, create_bench_topics, delete_topics
 from bench.workloads import Workload
 from triton_models import REPOSITORY
@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 CLINICAL_SLICES = 300
 CLINICAL_WORKLOAD = "scans-ct512"
+HOP_RATE = 200.0  # msg/s of the broker-only latency probe
+FAUST_FETCH_WAIT_MS = 1500  # what faust-streaming 0.15 hard-codes for its consumer
+COLLECTOR_FETCH_WAIT_MS = 20  # what the benchmark's own prediction collector uses
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class Plan:
 
 QUICK = Plan(
     name="quick", workloads=("scans-ct512", "vitals"),
-    backlog={"scans-ct512": 300, "vitals": 3000}, naive={"scans-ct512": 40, "vitals": 200},
-    probe_s=0.3, concurrencies=(4,), paced_s=3.0,
+    backlog={"scans-ct512": 200, "vitals": 2000}, naive={"scans-ct512": 30, "vitals": 200},
+    probe_s=0.3, concurrencies=(4,), paced_s=2.5,
 )
 FULL = Plan(
     name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals"),
@@ -124,10 +127,26 @@ async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str
     return result
 
 
+async def broker_hop(stack: Stack, plan: Plan, run_id: str) -> dict:
+    """Produce -> consume latency of the broker alone, with faust's fetch wait and with ours."""
+    settings = stack.settings
+    topic = f"bench-{run_id}-hop"
+    create_bench_topics(settings, [topic], settings.topic_partitions)
+    try:
+        count = int(HOP_RATE * plan.paced_s)
+        by_wait = await load.hop_latency(settings.kafka_bootstrap, topic, HOP_RATE, count,
+                                         (FAUST_FETCH_WAIT_MS, COLLECTOR_FETCH_WAIT_MS))
+    finally:
+        delete_topics(settings, [topic])
+    return {"rate_msg_per_s": HOP_RATE,
+            "by_fetch_wait_ms": {str(w): stats.percentiles(v) for w, v in by_wait.items()}}
+
+
 async def run(workloads: list[Workload], stack: Stack, plan: Plan) -> dict:
     """The whole benchmark; returns the JSON-able result."""
     run_id = uuid.uuid4().hex[:8]
     started = time.time()
+    hop = await broker_hop(stack, plan, run_id)
     results = [await run_workload(w, stack, plan, run_id) for w in workloads]
     return {"plan": plan.name, "run_id": run_id, "started": started,
-            "duration_s": time.time() - started, "workloads": results}
+            "duration_s": time.time() - started, "broker_hop": hop, "workloads": results}
