@@ -64,10 +64,22 @@ class VitalsLSTM(nn.Module):
         out, _ = self.lstm(window, (zeros, zeros))
         return out[:, -1]
 
+    @staticmethod
+    def last_observed(window: torch.Tensor) -> torch.Tensor:
+        """Per channel, the last non-missing normalised value of the window [B, 6] (0 if none)."""
+        n = len(CHANNELS)
+        values, observed = window[..., :n], 1.0 - window[..., n:]
+        steps = torch.arange(1, window.shape[1] + 1, dtype=window.dtype).view(1, -1, 1)
+        last = torch.argmax(observed * steps, dim=1, keepdim=True)
+        return torch.gather(values, 1, last).squeeze(1) * observed.amax(dim=1)
+
     def heads(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(risk logit [B, 1], normalised forecast [B, 6]), used by the training losses."""
+        """(risk logit [B, 1], normalised forecast [B, 6]), used by the training losses.
+
+        The forecast is a learned correction to the last observed value of each channel.
+        """
         h = self.encode(window)
-        return self.risk_head(h), self.forecast_head(h)
+        return self.risk_head(h), self.last_observed(window) + self.forecast_head(h)
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(risk [B, 1] in [0, 1], forecast [B, 6] in physical units), the served outputs."""
