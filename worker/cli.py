@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "producers.cli",
     "worker.run",
     "bench.cli",
+    "triton_models.cli",
 )
 
 

@@ -1,0 +1,88 @@
+"""`medstream models build|evaluate`: train/export the served models and write the model card.
+
+Torch and the training stack are imported only when a sub-command runs, so the worker's
+console command works without the `train` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CARD = REPOSITORY.parent / "docs" / "model-card.md"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="pneumonia",
+                        help="pneumonia | braintumor | PATH.npz (MedMNIST) | folder-per-class DIR")
+    parser.add_argument("--classes", default=None,
+                        help="comma-separated class names for a .npz (default class0,class1,...)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch/onnxruntime threads")
+    parser.add_argument("--repository", type=Path, default=REPOSITORY, help="Triton model repository")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `models` with its `build` and `evaluate` sub-commands."""
+    models = subparsers.add_parser("models", help="train, export and evaluate the served models")
+    sub = models.add_subparsers(dest="models_command", required=True)
+
+    build = sub.add_parser("build", help="train (or load checkpoints) and export ONNX + config.pbtxt")
+    _common(build)
+    build.add_argument("--models", default=f"{SCAN_MODEL},{VITALS_MODEL}")
+    build.add_argument("--scan-epochs", type=int, default=None)
+    build.add_argument("--vitals-epochs", type=int, default=None)
+    build.add_argument("--from-checkpoint", action="store_true",
+                       help="export triton_models/checkpoints/*.pt without training")
+    build.set_defaults(func=_run_build)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate, benchmark and write the model card")
+    _common(evaluate)
+    evaluate.add_argument("--folds", type=int, default=5, help="grouped CV folds for the CNN")
+    evaluate.add_argument("--card", type=Path, default=DEFAULT_CARD)
+    evaluate.add_argument("--triton-grpc-url", default=None,
+                          help="also benchmark via this Triton (default MEDSTREAM_TRITON_GRPC_URL)")
+    evaluate.add_argument("--no-triton", action="store_true", help="skip the Triton benchmark")
+    evaluate.set_defaults(func=_run_evaluate)
+
+
+def _classes(value: str | None) -> tuple[str, ...] | None:
+    return tuple(c.strip() for c in value.split(",")) if value else None
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from triton_models.build import BuildOptions, build
+
+    defaults = BuildOptions()
+    opts = BuildOptions(
+        dataset=args.dataset, classes=_classes(args.classes), seed=args.seed,
+        scan_epochs=args.scan_epochs or defaults.scan_epochs,
+        vitals_epochs=args.vitals_epochs or defaults.vitals_epochs,
+        from_checkpoint=args.from_checkpoint,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        repository=args.repository, threads=args.threads,
+    )
+    for name, digest in build(opts).items():
+        print(f"{name}: {args.repository / name / '1' / 'model.onnx'} sha256 {digest}")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from triton_models.evaluate import EvaluateOptions, evaluate
+    from worker.settings import Settings
+
+    url = None if args.no_triton else (args.triton_grpc_url or Settings().triton_grpc_url)
+    card = evaluate(EvaluateOptions(
+        dataset=args.dataset, classes=_classes(args.classes), seed=args.seed, folds=args.folds,
+        repository=args.repository, threads=args.threads, triton_grpc_url=url,
+    ))
+    args.card.parent.mkdir(parents=True, exist_ok=True)
+    args.card.write_text(card)
+    print(card)
+    print(f"wrote {args.card}")
+    return 0
