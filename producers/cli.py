@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -92,14 +92,14 @@ def _produce_scans(args: argparse.Namespace) -> int:
 def _start_time(text: str | None) -> datetime:
     """--start as an aware UTC datetime; default now (whole seconds)."""
     if text is None:
-        return datetime.now(timezone.utc).replace(microsecond=0)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC).replace(microsecond=0)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _vitals_series(args: argparse.Namespace, settings: ProducerSettings) -> tuple[str, list, list]:
     """(source label, series, skipped CSV rows) for the chosen input."""
-    from producers import vitals_sources, vitals_sim
+    from producers import vitals_sim, vitals_sources
 
     start, interval = _start_time(args.start), settings.interval_s
     if args.simulate is not None:

@@ -57,7 +57,7 @@ class StoreHandler:
             self.metrics.rejected.labels(SOURCE, exc.reason).inc()
             log.warning("C-STORE from %s rejected: %s: %s", _calling_ae(event), exc.reason, exc)
             return CANNOT_UNDERSTAND
-        except Exception as exc:  # a received dataset pynetdicom itself cannot encode
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # unencodable dataset
             self.metrics.rejected.labels(SOURCE, "dicom_decode").inc()
             log.warning("C-STORE from %s rejected: %s", _calling_ae(event), type(exc).__name__)
             return CANNOT_UNDERSTAND

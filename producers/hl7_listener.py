@@ -12,7 +12,7 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
@@ -58,7 +58,7 @@ class Hl7Receiver:
         return build_ack(text, "AA")
 
     def _publish(self, text: str) -> None:
-        message = parse_oru(text, datetime.now(timezone.utc))
+        message = parse_oru(text, datetime.now(UTC))
         if message.unknown_codes:
             self.metrics.rejected.labels(SOURCE, "unknown_code").inc(len(message.unknown_codes))
         if message.invalid_values:

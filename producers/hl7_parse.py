@@ -6,15 +6,18 @@ Parsing uses the `hl7` library (python-hl7); nothing here touches sockets or Kaf
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hl7
+from hl7.exceptions import HL7Exception
 
 from producers.hl7_codes import channel_for, convert
 
 log = logging.getLogger(__name__)
 
+_PARSE_ERRORS = (HL7Exception, IndexError, KeyError, ValueError, TypeError)  # hl7.parse on garbage
 ACCEPTED_STATUSES = frozenset({"", "F", "R", "P", "C", "S", "I"})  # OBX-11; X/D/W are not values
 # HL7 table 0357 message error condition codes used in ERR-3
 ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = "101", "102", "200", "207"
@@ -62,8 +65,8 @@ def parse_time(text: str) -> datetime | None:
     if not text:
         return None
     try:
-        return hl7.parse_datetime(text).astimezone(timezone.utc) if _has_offset(text) else \
-            hl7.parse_datetime(text).replace(tzinfo=timezone.utc)
+        return hl7.parse_datetime(text).astimezone(UTC) if _has_offset(text) else \
+            hl7.parse_datetime(text).replace(tzinfo=UTC)
     except (ValueError, TypeError):
         return None
 
@@ -82,7 +85,7 @@ def parse_oru(text: str, received_at: datetime) -> OruMessage:
     try:
         message = hl7.parse(normalise(text))
         msh = message.segment("MSH")
-    except Exception as exc:  # the hl7 parser raises assorted errors on garbage
+    except _PARSE_ERRORS as exc:
         raise Hl7Reject("AR", "malformed", f"not an HL7 v2 message: {type(exc).__name__}",
                         ERR_APPLICATION) from exc
     msg_type = f"{_field(msh, 9, 1)}^{_field(msh, 9, 2)}"
@@ -147,7 +150,7 @@ def _add_observation(result: OruMessage, obx: hl7.Segment, default_time: datetim
     units = [_field(obx, 6, 1), _field(obx, 6, 2)]
     moment = parse_time(_field(obx, 14)) or default_time
     value = convert(channel, units, value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         result.invalid_values += 1
         return
     result.observations.append(Observation(channel, value, moment))
@@ -161,11 +164,11 @@ def build_ack(text: str, ack_code: str, error: Hl7Reject | None = None) -> str:
     try:
         original = hl7.parse(normalise(text))
         msh = original.segment("MSH")
-    except Exception:  # garbage: nothing to copy
+    except _PARSE_ERRORS:  # garbage: nothing to copy
         original, msh = None, None
     try:
         ack = original.create_ack(ack_code, application="MEDSTREAM")
-    except Exception:  # garbage, or an MSH create_ack cannot copy: minimal ACK of our own
+    except (*_PARSE_ERRORS, AttributeError):  # no MSH, or one create_ack cannot copy
         control = _safe(_field(msh, 10)) if msh is not None else ""
         sender = _safe(_field(msh, 3)) if msh is not None else ""
         minimal = hl7.parse(f"MSH|^~\\&|{sender}||MEDSTREAM||{_now()}||ACK^R01^ACK|{control}|P|2.5\r")
@@ -187,9 +190,9 @@ def _safe(text: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
 
 def slot_of(moment: datetime, interval_s: float) -> int:
     """Index of the grid slot holding `moment` (slots are counted from the Unix epoch)."""
-    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(seconds=interval_s))
+    return int((moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=interval_s))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from producers.hl7_parse import Observation, slot_of
 from producers.vitals_windows import Row, Window, empty_row
 from worker.preprocess.vitals import CHANNELS
-
 
 
 class PatientWindows:
@@ -43,5 +42,5 @@ class PatientWindows:
                 del slots[old]
             first = end - self.length + 1
             values = [list(slots.get(s) or empty_row()) for s in range(first, end + 1)]
-        start = datetime.fromtimestamp(first * self.interval_s, tz=timezone.utc)
+        start = datetime.fromtimestamp(first * self.interval_s, tz=UTC)
         return Window(patient_id, device_id, start, self.interval_s, values)

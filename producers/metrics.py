@@ -26,7 +26,7 @@ class ProducerMetrics:
     responses: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "ProducerMetrics":
+    def create(cls, registry: CollectorRegistry) -> ProducerMetrics:
         """Register every metric on `registry`."""
         return cls(
             received=Counter(

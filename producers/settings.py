@@ -50,10 +50,10 @@ class ProducerSettings(Settings):
     produce_metrics_port: int = Field(9112, ge=0, le=65535)
 
     @model_validator(mode="after")
-    def _check_key(self) -> "ProducerSettings":
-        if self.deid and self.pseudonym_key is not None:
-            if len(self.pseudonym_key.get_secret_value()) < 16:
-                raise ValueError("MEDSTREAM_PSEUDONYM_KEY must be at least 16 characters")
+    def _check_key(self) -> ProducerSettings:
+        key = self.pseudonym_key
+        if self.deid and key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("MEDSTREAM_PSEUDONYM_KEY must be at least 16 characters")
         return self
 
     def require_key(self) -> bytes:

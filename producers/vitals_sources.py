@@ -6,10 +6,11 @@ Every source returns `Series` on a regular grid; a slot without a sample stays N
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,8 @@ def _parse_time(text: str, origin: datetime) -> datetime:
     try:
         return origin + timedelta(seconds=float(text))
     except ValueError:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_csv(path: Path, *, interval_s: float, origin: datetime) -> CsvResult:
@@ -118,7 +119,7 @@ def heart_rate_grid(peaks: np.ndarray, fs: float, n_samples: int, interval_s: fl
     slots = int(np.ceil(n_samples / fs / interval_s))
     sums, counts = np.zeros(slots), np.zeros(slots)
     times = peaks / fs
-    for t_prev, t in zip(times[:-1], times[1:]):
+    for t_prev, t in itertools.pairwise(times):
         rate = 60.0 / (t - t_prev)
         if HR_RANGE[0] <= rate <= HR_RANGE[1]:
             slot = min(int(t // interval_s), slots - 1)

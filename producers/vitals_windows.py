@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from worker.preprocess.vitals import CHANNELS
 
@@ -96,7 +96,7 @@ def windows(series: Series, length: int, hop: int) -> Iterator[Window]:
 
 def iso_utc(moment: datetime) -> str:
     """UTC ISO-8601 with a Z suffix (millisecond precision)."""
-    text = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 

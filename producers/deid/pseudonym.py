@@ -21,7 +21,7 @@ class Pseudonymizer:
 
     def digest(self, namespace: str, value: str) -> bytes:
         """HMAC-SHA256(key, namespace NUL value)."""
-        message = f"{namespace}\x00{value}".encode("utf-8")
+        message = f"{namespace}\x00{value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
     def patient(self, patient_id: str) -> str:

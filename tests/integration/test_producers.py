@@ -51,7 +51,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def _medstream(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run(check=False, args=[sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=WAIT_S)
 
 
@@ -171,25 +171,25 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     proc = receiver(["dicom", "--port", str(port), "--ae-title", "MEDTEST", "--topic", topic,
                      "--metrics-port", str(metrics_port)], _env(settings))
     echo = ["echoscu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
-    _wait_until(lambda: subprocess.run(echo, capture_output=True).returncode == 0, proc)
+    _wait_until(lambda: subprocess.run(check=False, args=echo, capture_output=True).returncode == 0, proc)
     store = ["storescu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
-    ok = subprocess.run([*store, str(CT), str(MR)], capture_output=True, text=True, timeout=WAIT_S)
+    ok = subprocess.run(check=False, args=[*store, str(CT), str(MR)], capture_output=True, text=True, timeout=WAIT_S)
     assert ok.returncode == 0, ok.stderr
     no_pixels = pydicom.dcmread(CT)
     del no_pixels.PixelData
     no_pixels.save_as(tmp_path / "no-pixels.dcm")
-    bad = subprocess.run([*store, "-v", str(tmp_path / "no-pixels.dcm")], capture_output=True,
+    bad = subprocess.run(check=False, args=[*store, "-v", str(tmp_path / "no-pixels.dcm")], capture_output=True,
                          text=True, timeout=WAIT_S)
     assert bad.returncode != 0 and "Store Response (Error: CannotUnderstand)" in bad.stderr
-    wrong_ae = subprocess.run(["storescu", "-aec", "OTHER", "127.0.0.1", str(port), str(CT)],
+    wrong_ae = subprocess.run(check=False, args=["storescu", "-aec", "OTHER", "127.0.0.1", str(port), str(CT)],
                               capture_output=True, text=True, timeout=WAIT_S)
     assert wrong_ae.returncode != 0
-    assert subprocess.run(echo, capture_output=True).returncode == 0  # still serving
+    assert subprocess.run(check=False, args=echo, capture_output=True).returncode == 0  # still serving
     records = _consume(settings, topic, 2)
     assert len(records) == 2
     assert {_assert_deidentified(r.value).Modality for r in records} == {"CT", "MR"}
     text = _metrics(metrics_port)
-    assert 'medstream_producer_published_total{source="dicom_scp",topic="%s"} 2.0' % topic in text
+    assert f'medstream_producer_published_total{{source="dicom_scp",topic="{topic}"}} 2.0' in text
     assert 'reason="no_pixel_data",source="dicom_scp"} 1.0' in text
     assert 'source="dicom_scp",status="0xC000"} 1.0' in text
 
@@ -221,7 +221,7 @@ def test_produce_vitals_from_csv_mitbih_and_simulation(
 
 def _mllp_send(port: int, path: Path, *, loose: bool = True) -> list[str]:
     args = [str(BIN / "mllp_send"), "-p", str(port), "-f", str(path), "127.0.0.1"]
-    result = subprocess.run(args + (["--loose"] if loose else []), capture_output=True,
+    result = subprocess.run(check=False, args=args + (["--loose"] if loose else []), capture_output=True,
                             text=True, timeout=WAIT_S)
     assert result.returncode == 0, result.stderr
     return [line for line in result.stdout.replace("\r", "\n").splitlines() if line.startswith("MSA")]

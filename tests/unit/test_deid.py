@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from producers.deid.dicom import EMPTY, KEEP, REMAP, deidentify, BurnedInAnnotation
+from producers.deid.dicom import EMPTY, KEEP, REMAP, BurnedInAnnotation, deidentify
 from producers.deid.pseudonym import Pseudonymizer
 from producers.scan_events import encode
 

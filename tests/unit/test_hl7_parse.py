@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import hl7
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from producers.hl7_parse import Hl7Reject, build_ack, parse_oru, parse_time
 from producers.hl7_windows import PatientWindows
 
-NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 ORU = (
     "MSH|^~\\&|MON|ICU|MEDSTREAM|HOSP|20260101120000||ORU^R01^ORU_R01|MSG0001|P|2.5\n"
     "PID|1||MRN123^^^HOSP^MR||DOE^JOHN||19700101|M\n"
@@ -31,14 +31,14 @@ def test_vital_signs_are_extracted_by_loinc_and_mdc_code() -> None:
     assert message.control_id == "MSG0001" and message.patient_id == "MRN123"
     assert message.unknown_codes == ["12345-6"] and message.invalid_values == 1
     hr = next(o for o in message.observations if o.channel == "hr")
-    assert hr.time == datetime(2026, 1, 1, 12, 0, 5, tzinfo=timezone.utc)  # OBX-14
+    assert hr.time == datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)  # OBX-14
 
 
 def test_time_defaults_to_obr7_and_honours_offsets() -> None:
     message = parse_oru(ORU, NOW)
     spo2 = next(o for o in message.observations if o.channel == "spo2")
-    assert spo2.time == datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    assert parse_time("20260101130000+0100") == datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert spo2.time == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert parse_time("20260101130000+0100") == datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert parse_time("garbage") is None
 
 
@@ -79,7 +79,7 @@ def test_windows_accumulate_per_patient_and_end_at_the_latest_observation() -> N
     buffers = PatientWindows(length=5, interval_s=60.0)
     first = parse_oru(ORU, NOW)
     window = buffers.add("P1", "bed", first.observations)
-    assert window.start == datetime(2026, 1, 1, 11, 56, tzinfo=timezone.utc)
+    assert window.start == datetime(2026, 1, 1, 11, 56, tzinfo=UTC)
     assert window.values[-1][:2] == [82.0, 97.0] and window.values[0] == [None] * 6
     later = parse_oru(ORU.replace("20260101120005", "20260101120200"), NOW)
     window = buffers.add("P1", "bed", [o for o in later.observations if o.channel == "hr"])

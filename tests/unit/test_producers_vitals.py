@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from producers.produce_vitals import deidentify_window, interleaved
 from producers.deid.pseudonym import Pseudonymizer
+from producers.produce_vitals import deidentify_window, interleaved
 from producers.vitals_sim import simulate
 from producers.vitals_sources import heart_rate_grid, mitbih_series, read_csv
 from producers.vitals_windows import Series, encode_window, event_id, to_grid, windows
 from worker.preprocess.vitals import CHANNELS, window_to_tensor
 from worker.schemas import decode_vitals
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _series(n: int) -> Series:
