@@ -1,0 +1,144 @@
+"""`medstream models evaluate`: honest figures for the exported models, as a Markdown model card.
+
+- scan_cnn: grouped (patient-level) k-fold cross-validation of the training *procedure* on
+  the chosen image set (the shipped model saw every image), plus an export check.
+- vitals_lstm: the exported ONNX model on held-out synthetic patients (test HR from the last
+  third of the ECG), against last-observation and current-NEWS2 baselines.
+- LR/SVM on sklearn breast cancer; throughput in-process and via Triton.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
+from triton_models.bench import bench_local, bench_triton, onnx_session, timing_rows
+from triton_models.build import CHECKPOINTS, load_scan, load_vitals
+from triton_models.card import render_card
+from triton_models.training.images import load_image_set
+from triton_models.training.scan import ScanTrainConfig, cross_validate, eval_tensors
+from triton_models.training.stats import binary_report, calibration, multiclass_report, regression_errors
+from triton_models.training.tabular import run_baseline
+from triton_models.training.vitals_data import NEWS2_ALERT, news2_partial, train_test_sets
+from worker.preprocess.scan import IMAGE_SIZE
+from worker.preprocess.vitals import CHANNELS, NORM_CENTRE, WINDOW_LEN
+
+log = logging.getLogger(__name__)
+
+BATCHES = (1, 32)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What `models evaluate` measures; every field has a CLI flag."""
+
+    dataset: str = "pneumonia"
+    classes: tuple[str, ...] | None = None
+    seed: int = 0
+    folds: int = 5
+    repository: Path = REPOSITORY
+    checkpoints: Path = CHECKPOINTS
+    threads: int = 2
+    triton_grpc_url: str | None = None
+
+
+def read_config_parameters(config: Path) -> dict[str, str]:
+    """The string parameters of a config.pbtxt written by triton_models.export."""
+    import re
+
+    pattern = re.compile(r'key: "([^"]+)"\s*value \{ string_value: "([^"]*)" \}')
+    return dict(pattern.findall(config.read_text()))
+
+
+def evaluate_scan(opts: EvaluateOptions) -> dict[str, object]:
+    """Grouped CV of the CNN procedure, label mapping and ONNX-vs-torch check."""
+    data = load_image_set(opts.dataset, list(opts.classes) if opts.classes else None)
+    config = ScanTrainConfig(seed=opts.seed)
+    folds = min(opts.folds, len(set(data.groups)))
+    probs = cross_validate(data, config, folds)
+    result: dict[str, object] = {
+        "source": data.source, "counts": data.counts(), "n": len(data.images),
+        "groups": len(set(data.groups)), "folds": folds, "classes": data.classes,
+        "multiclass": multiclass_report(data.labels, probs),
+    }
+    if len(data.classes) == 2:
+        result["binary"] = binary_report(data.labels, probs[:, 1], seed=opts.seed)
+        result["calibration"] = calibration(data.labels, probs[:, 1])
+    model, labels, version = load_scan(opts.checkpoints / f"{SCAN_MODEL}.pt")
+    onnx_path = opts.repository / SCAN_MODEL / "1" / "model.onnx"
+    session = onnx_session(onnx_path, opts.threads)
+    tensors = eval_tensors(data.images)
+    with torch.no_grad():
+        reference = model(tensors).numpy()
+    served = session.run(None, {"image": tensors.numpy()})[0]
+    params = read_config_parameters(opts.repository / SCAN_MODEL / "config.pbtxt")
+    result.update(
+        version=version, labels=labels, config_labels=params.get("labels", "").split(","),
+        sha256=params.get("model_sha256", ""), onnx_max_abs_diff=float(np.abs(served - reference).max()),
+        size_bytes=onnx_path.stat().st_size, model=model, session=session,
+    )
+    return result
+
+
+def evaluate_vitals(opts: EvaluateOptions) -> dict[str, object]:
+    """The exported LSTM on held-out synthetic patients, with naive baselines."""
+    _, test = train_test_sets(opts.seed)
+    onnx_path = opts.repository / VITALS_MODEL / "1" / "model.onnx"
+    session = onnx_session(onnx_path, opts.threads)
+    risk, forecast = [], []
+    for start in range(0, len(test.windows), 512):
+        r, f = session.run(["risk", "forecast"], {"window": test.windows[start:start + 512]})
+        risk.append(r[:, 0])
+        forecast.append(f)
+    risk_arr, forecast_arr = np.concatenate(risk), np.concatenate(forecast)
+    last = np.where(np.isnan(test.last_observed), NORM_CENTRE, test.last_observed)
+    news2_now = news2_partial(last).astype(float)
+    model, version = load_vitals(opts.checkpoints / f"{VITALS_MODEL}.pt")
+    with torch.no_grad():
+        ref_risk, ref_forecast = model(torch.from_numpy(test.windows[:256]))
+    params = read_config_parameters(opts.repository / VITALS_MODEL / "config.pbtxt")
+    return {
+        "n": len(test.windows), "patients": test.patients, "positive_rate": float(test.risk.mean()),
+        "risk": binary_report(test.risk, risk_arr, seed=opts.seed),
+        "news2_now": binary_report(test.risk, news2_now, threshold=NEWS2_ALERT, seed=opts.seed),
+        "calibration": calibration(test.risk, risk_arr),
+        "lstm_errors": regression_errors(forecast_arr, test.next_values),
+        "locf_errors": regression_errors(last, test.next_values),
+        "onnx_max_abs_diff": float(max(np.abs(risk_arr[:256] - ref_risk.numpy()[:, 0]).max(),
+                                       np.abs(forecast_arr[:256] - ref_forecast.numpy()).max())),
+        "version": version, "sha256": params.get("model_sha256", ""),
+        "size_bytes": onnx_path.stat().st_size, "model": model, "session": session,
+    }
+
+
+def throughput(opts: EvaluateOptions, scan: dict[str, object], vitals: dict[str, object]) -> list[str]:
+    """Markdown rows of in-process and (when reachable) Triton timings for both models."""
+    specs = [
+        (SCAN_MODEL, "image", (1, IMAGE_SIZE, IMAGE_SIZE), scan),
+        (VITALS_MODEL, "window", (WINDOW_LEN, 2 * len(CHANNELS)), vitals),
+    ]
+    rows = []
+    for name, input_name, shape, result in specs:
+        rows += timing_rows(name, bench_local(result["model"], result["session"], shape, BATCHES))
+        if opts.triton_grpc_url:
+            try:
+                rows += timing_rows(name, bench_triton(opts.triton_grpc_url, name, input_name, shape, BATCHES))
+            except Exception as exc:  # unreachable server: say so in the card, keep the rest
+                log.warning("Triton benchmark of %s skipped: %s", name, exc)
+                rows.append(f"| {name} | Triton gRPC ({opts.triton_grpc_url}) | - | not measured: {type(exc).__name__} | - |")
+    return rows
+
+
+def evaluate(opts: EvaluateOptions) -> str:
+    """Run every evaluation and return the model card as Markdown."""
+    torch.set_num_threads(opts.threads)
+    scan = evaluate_scan(opts)
+    vitals = evaluate_vitals(opts)
+    tabular, n_train, n_test = run_baseline(opts.seed)
+    rows = throughput(opts, scan, vitals)
+    return render_card(opts, scan, vitals, (tabular, n_train, n_test), rows)
