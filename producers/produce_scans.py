@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,14 +10,13 @@ from producers.claimcheck import ClaimCheckStore
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics
 from producers.pacing import Pacer
-from producers.progress import Progress, Tally
-from producers.publisher import Publisher, PublishFailed
+from producers.progress import Progress, Tally, delivery_callback, publishing
+from producers.publisher import Publisher
 from producers.scan_events import build_scan_event
 from producers.scan_sources import iter_inputs
 from producers.settings import ProducerSettings
 from worker.errors import PoisonMessage
 
-log = logging.getLogger(__name__)
 SOURCE = "files"
 
 
@@ -44,17 +42,9 @@ def produce_scans(
     store = ClaimCheckStore(settings.claim_check_dir)
     topic = settings.topic_scans
 
-    def done(error: Exception | None) -> None:
-        if error is None:
-            tally.add("published")
-            metrics.published.labels(SOURCE, topic).inc()
-        else:
-            tally.add("failed")
-            metrics.failed.labels(SOURCE).inc()
-            log.error("Kafka did not acknowledge a scan: %s", error)
-
+    done = delivery_callback(tally, metrics, SOURCE, topic)
     rounds = itertools.count() if loop else range(1)
-    try:
+    with publishing(tally, publisher, progress):
         for _ in rounds:
             for name, data in iter_inputs(paths):
                 if limit is not None and tally.seen >= limit:
@@ -81,12 +71,6 @@ def produce_scans(
                     metrics.claim_checks.labels(SOURCE).inc()
                 publisher.send(topic, event.key, event.value, event.headers, on_done=done)
                 progress.update(tally)
-    except PublishFailed as exc:
-        log.error("%s", exc)
-        tally.add("failed")
-    finally:
-        publisher.flush()
-        progress.finish(tally)
     return tally
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import heapq
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics
 from producers.pacing import Pacer
-from producers.progress import Progress, Tally
-from producers.publisher import Publisher, PublishFailed
+from producers.progress import Progress, Tally, delivery_callback, publishing
+from producers.publisher import Publisher
 from producers.vitals_windows import Series, Window, encode_window, windows
-
-log = logging.getLogger(__name__)
 
 
 def deidentify_window(window: Window, pseudonyms: Pseudonymizer | None) -> Window:
@@ -54,16 +51,8 @@ def produce_vitals(
     tally, pacer = Tally(), Pacer(rate)
     progress = progress or Progress(f"vitals ({source})")
 
-    def done(error: Exception | None) -> None:
-        if error is None:
-            tally.add("published")
-            metrics.published.labels(source, topic).inc()
-        else:
-            tally.add("failed")
-            metrics.failed.labels(source).inc()
-            log.error("Kafka did not acknowledge a vitals window: %s", error)
-
-    try:
+    done = delivery_callback(tally, metrics, source, topic)
+    with publishing(tally, publisher, progress):
         for window in interleaved(series, window_len, hop):
             tally.add("seen")
             metrics.received.labels(source).inc()
@@ -78,10 +67,4 @@ def produce_vitals(
                 [("content-type", b"application/json")], on_done=done,
             )
             progress.update(tally)
-    except PublishFailed as exc:
-        log.error("%s", exc)
-        tally.add("failed")
-    finally:
-        publisher.flush()
-        progress.finish(tally)
     return tally

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from producers.metrics import ProducerMetrics
+from producers.publisher import Publisher, PublishFailed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +48,36 @@ class Tally:
             f"{what}: {self.seen} read, {self.published} published{claim}, {rejected} rejected"
             f"{' (' + reasons + ')' if reasons else ''}, {self.failed} failed"
         )
+
+
+def delivery_callback(
+    tally: Tally, metrics: ProducerMetrics, source: str, topic: str
+) -> Callable[[Exception | None], None]:
+    """A Publisher `on_done` that counts acknowledged and failed messages."""
+
+    def done(error: Exception | None) -> None:
+        if error is None:
+            tally.add("published")
+            metrics.published.labels(source, topic).inc()
+        else:
+            tally.add("failed")
+            metrics.failed.labels(source).inc()
+            log.error("Kafka did not acknowledge a message on %s: %s", topic, error)
+
+    return done
+
+
+@contextmanager
+def publishing(tally: Tally, publisher: Publisher, progress: Progress) -> Iterator[None]:
+    """Count a send that cannot even be queued as failed; always flush and print the summary."""
+    try:
+        yield
+    except PublishFailed as exc:
+        log.error("%s", exc)
+        tally.add("failed")
+    finally:
+        publisher.flush()
+        progress.finish(tally)
 
 
 class Progress:
