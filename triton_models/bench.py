@@ -66,9 +66,9 @@ def bench_local(model: torch.nn.Module, session: ort.InferenceSession,
         x = rng.random((batch, *item_shape), dtype=np.float32)
         tx = torch.from_numpy(x)
         with torch.no_grad():
-            out.append(Timing("torch in-process", batch, median_ms(lambda: model(tx), _repeats(batch))))
+            out.append(Timing("torch in-process", batch, median_ms(lambda tx=tx: model(tx), _repeats(batch))))
         out.append(Timing("onnxruntime in-process", batch,
-                          median_ms(lambda: session.run(None, {name: x}), _repeats(batch))))
+                          median_ms(lambda x=x: session.run(None, {name: x}), _repeats(batch))))
     return out
 
 
@@ -88,7 +88,8 @@ def bench_triton(url: str, model: str, input_name: str, item_shape: tuple[int, .
             inp = grpcclient.InferInput(input_name, list(x.shape), "FP32")
             inp.set_data_from_numpy(x)
             out.append(Timing("Triton gRPC", batch,
-                              median_ms(lambda: client.infer(model, [inp], client_timeout=30), _repeats(batch))))
+                              median_ms(lambda inp=inp: client.infer(model, [inp], client_timeout=30),
+                                        _repeats(batch))))
         return out
     finally:
         client.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tritonclient.utils import InferenceServerException
 
 from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
 from triton_models.bench import bench_local, bench_triton, onnx_session, timing_rows
@@ -22,7 +23,12 @@ from triton_models.build import CHECKPOINTS, load_scan, load_vitals
 from triton_models.card import render_card
 from triton_models.training.images import load_image_set
 from triton_models.training.scan import ScanTrainConfig, cross_validate, eval_tensors
-from triton_models.training.stats import binary_report, calibration, multiclass_report, regression_errors
+from triton_models.training.stats import (
+    binary_report,
+    calibration,
+    multiclass_report,
+    regression_errors,
+)
 from triton_models.training.tabular import run_baseline
 from triton_models.training.vitals_data import NEWS2_ALERT, news2_partial, train_test_sets
 from worker.preprocess.scan import IMAGE_SIZE
@@ -128,7 +134,7 @@ def throughput(opts: EvaluateOptions, scan: dict[str, object], vitals: dict[str,
         if opts.triton_grpc_url:
             try:
                 rows += timing_rows(name, bench_triton(opts.triton_grpc_url, name, input_name, shape, BATCHES))
-            except Exception as exc:  # unreachable server: say so in the card, keep the rest
+            except (InferenceServerException, RuntimeError, OSError) as exc:  # say so, keep the rest
                 log.warning("Triton benchmark of %s skipped: %s", name, exc)
                 rows.append(f"| {name} | Triton gRPC ({opts.triton_grpc_url}) | - | not measured: {type(exc).__name__} | - |")
     return rows

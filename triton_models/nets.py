@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -27,7 +29,7 @@ class ScanCNN(nn.Module):
     def __init__(self, num_classes: int, width: int = 16, dropout: float = 0.3) -> None:
         super().__init__()
         chans = [1, width, 2 * width, 4 * width, 4 * width, 8 * width]
-        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(chans, chans[1:])))
+        self.features = nn.Sequential(*(_block(a, b) for a, b in pairwise(chans)))
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(chans[-1], num_classes)
         )

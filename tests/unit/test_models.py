@@ -7,13 +7,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import triton_models.training.augment as augment
 from triton_models import REPOSITORY
 from triton_models.evaluate import read_config_parameters
 from triton_models.export import export_scan, export_vitals, sha256_file
 from triton_models.nets import ScanCNN, VitalsLSTM
+from triton_models.training import augment
 from triton_models.training.images import (
-    ImageSet, load_folder, load_npz, load_pneumonia, patient_group, pneumonia_label,
+    ImageSet,
+    load_folder,
+    load_npz,
+    load_pneumonia,
+    patient_group,
+    pneumonia_label,
 )
 from triton_models.training.scan import ScanTrainConfig, eval_tensors, group_folds, train_scan
 from triton_models.training.vitals_data import news2_partial

@@ -9,7 +9,12 @@ import pytest
 
 from worker.errors import PoisonMessage
 from worker.preprocess.vitals import (
-    CHANNELS, NORM_CENTRE, NORM_CLIP, WINDOW_LEN, denormalise, window_to_tensor,
+    CHANNELS,
+    NORM_CENTRE,
+    NORM_CLIP,
+    WINDOW_LEN,
+    denormalise,
+    window_to_tensor,
 )
 
 NORMAL = [80.0, 96.0, 16.0, 120.0, 75.0, 37.0]

@@ -19,8 +19,8 @@ from worker.preprocess.scan import pixels_to_tensor
 def random_crop(pixels: np.ndarray, rng: np.random.Generator, min_frac: float = 0.85) -> np.ndarray:
     """A random crop keeping min_frac..1 of each side (aspect ratio jitter included)."""
     h, w = pixels.shape[:2]
-    ch = max(2, int(round(h * rng.uniform(min_frac, 1.0))))
-    cw = max(2, int(round(w * rng.uniform(min_frac, 1.0))))
+    ch = max(2, round(h * rng.uniform(min_frac, 1.0)))
+    cw = max(2, round(w * rng.uniform(min_frac, 1.0)))
     top = int(rng.integers(0, h - ch + 1))
     left = int(rng.integers(0, w - cw + 1))
     return pixels[top:top + ch, left:left + cw]
