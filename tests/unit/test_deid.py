@@ -11,6 +11,7 @@ from pydicom.data import get_testdata_file
 from producers.deid.dicom import EMPTY, KEEP, REMAP, BurnedInAnnotation, deidentify
 from producers.deid.pseudonym import Pseudonymizer
 from producers.scan_events import encode
+from worker.preprocess.scan import dicom_to_tensor
 
 KEY = b"unit-test-key-0123456789"
 
@@ -84,3 +85,16 @@ def test_burned_in_annotation_is_refused(ct: pydicom.Dataset) -> None:
     ct.BurnedInAnnotation = "YES"
     with pytest.raises(BurnedInAnnotation):
         deidentify(ct, Pseudonymizer(KEY))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "emri_small.dcm",
+     "SC_rgb_small_odd.dcm", "US1_UNCR.dcm", "JPEG2000.dcm"],
+)
+def test_model_input_is_identical_after_deidentification(name: str) -> None:
+    """The worker's preprocessing sees the same tensor before and after de-identification."""
+    original = pydicom.dcmread(get_testdata_file(name))
+    deidentified = pydicom.dcmread(io.BytesIO(encode(deidentify(original, Pseudonymizer(KEY)))))
+    assert deidentified.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert (dicom_to_tensor(deidentified) == dicom_to_tensor(original)).all()
