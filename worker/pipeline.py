@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -103,7 +103,7 @@ async def run_batch(
     *,
     executor: Executor | None = None,
     max_inflight: int = 4,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchResult:
     """Serve one batch; see the module docstring. Unexpected errors propagate."""
     result = BatchResult()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def latency_ms(record: InputRecord, produced_at: datetime) -> float:
 
 def kafka_time(record: InputRecord) -> datetime:
     """The record's Kafka timestamp as an aware UTC datetime."""
-    return datetime.fromtimestamp(record.timestamp_s, tz=timezone.utc)
+    return datetime.fromtimestamp(record.timestamp_s, tz=UTC)
 
 
 def scan_prediction(meta: ScanMeta, outputs: dict[str, np.ndarray], record: InputRecord,

@@ -23,6 +23,7 @@ from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo
 from worker.inference.triton import TritonBackend
 from worker.metrics import Metrics
+from worker.scan_input import quiet_pydicom
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("model %s version %s max_batch_size %d", model.name, model.version,
                  model.max_batch_size)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    quiet_pydicom()
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built
     asyncio.set_event_loop(loop)
     app = create_app(settings, models)

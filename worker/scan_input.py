@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pydicom
+import pydicom.config
 from pydicom.valuerep import DA, DT, TM
 
 from worker.errors import PoisonMessage
@@ -26,6 +27,11 @@ from worker.schemas import (
     is_dicom,
     looks_like_json,
 )
+
+
+def quiet_pydicom() -> None:
+    """Stop pydicom from logging invalid element values: they may be patient identifiers."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def _zone(ds: pydicom.Dataset) -> timezone:
     if len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
         minutes = int(offset[1:3]) * 60 + int(offset[3:])
         return timezone(timedelta(minutes=minutes if offset[0] == "+" else -minutes))
-    return timezone.utc
+    return UTC
 
 
 def dicom_event_time(ds: pydicom.Dataset) -> datetime | None:
@@ -96,13 +102,13 @@ def dicom_event_time(ds: pydicom.Dataset) -> datetime | None:
                 moment = DT(text)
                 if moment.tzinfo is None:
                     moment = moment.replace(tzinfo=_zone(ds))
-                return moment.astimezone(timezone.utc)
+                return moment.astimezone(UTC)
         for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"),
                                    ("ContentDate", "ContentTime")):
             d, t = str(ds.get(date_tag, "") or ""), str(ds.get(time_tag, "") or "")
             if d and t:
                 moment = datetime.combine(DA(d), TM(t), tzinfo=_zone(ds))
-                return moment.astimezone(timezone.utc)
+                return moment.astimezone(UTC)
     except (ValueError, TypeError, OverflowError):
         return None
     return None

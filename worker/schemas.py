@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.errors import PoisonMessage
@@ -151,7 +151,7 @@ def parse_utc(text: object, name: str) -> datetime:
         raise PoisonMessage("schema", f"field {name!r} is not ISO-8601") from exc
     if moment.tzinfo is None:
         raise PoisonMessage("schema", f"field {name!r} must carry a UTC offset (e.g. 'Z')")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def decode_scan_envelope(value: bytes) -> ScanEnvelope:
@@ -211,7 +211,7 @@ def decode_vitals(value: bytes) -> VitalsWindow:
 
 def iso(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds and a Z suffix."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode_prediction(pred: Prediction) -> bytes:

@@ -136,7 +136,7 @@ class RetryingBackend:
             try:
                 if await self._backend.is_ready(model):
                     return
-            except Exception as exc:  # a probe that fails is a "not ready", nothing more
+            except Exception as exc:  # noqa: BLE001 - a failed probe only means "not ready"
                 log.debug("readiness probe for %s failed: %r", model, exc)
             await self._sleep(self._backoff.delay(probe))
             probe += 1
