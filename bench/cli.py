@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = [catalogue[name] for name in selected(plan, args.kind)]
     description = machine.describe()
     with local_stack(settings) as stack:
-        result = asyncio.run(runner.run(chosen, stack, plan))
+        result = asyncio.run(runner.run(chosen, stack, plan, description["cores"]))
     result["machine"] = description
     result["settings"] = {name: getattr(settings, name) for name in _SETTINGS_SHOWN}
     print(report.render(result, markdown=False))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
 
 # size class -> pydicom test file
 SCAN_FILES: dict[str, str] = {
@@ -27,6 +29,11 @@ SCAN_FILES: dict[str, str] = {
 VITALS_CHANNELS = ("hr", "spo2", "rr", "sbp", "dbp", "temp")
 _VITALS_MEAN = np.array([78.0, 97.0, 16.0, 122.0, 76.0, 36.9])
 _VITALS_SD = np.array([6.0, 1.2, 2.5, 9.0, 6.0, 0.25])
+_UID_DIGITS = 38
+_SOP_MARK = "2.25.1" + "1" * _UID_DIGITS
+_STUDY_MARK = "2.25.1" + "2" * _UID_DIGITS
+_VITALS_POOL = 256  # distinct windows; more messages reuse them under new event ids
+_EID_MARK = "@@event_id@@"
 
 
 @dataclass(frozen=True)
@@ -38,39 +45,47 @@ class Message:
     value: bytes
 
 
+def fixed_uid() -> str:
+    """A random UUID-derived DICOM UID of fixed length (44 characters, no leading zero)."""
+    return f"2.25.1{uuid.uuid4().int % 10**_UID_DIGITS:0{_UID_DIGITS}d}"
+
+
 @cache
-def _template(size_class: str) -> pydicom.Dataset:
+def _stamped_template(size_class: str) -> bytes:
+    """The real file re-written with placeholder UIDs as long as `fixed_uid()` ones."""
     name = SCAN_FILES[size_class]
     path = get_testdata_file(name)
     if path is None:
         raise FileNotFoundError(f"{name} not found: install pydicom-data (the `train` extra)")
-    return pydicom.dcmread(path)
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _SOP_MARK
+    ds.StudyInstanceUID = _STUDY_MARK
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def scan_bytes(size_class: str) -> bytes:
     """The unmodified DICOM file of a size class (for preprocessing and model ceilings)."""
-    return open(get_testdata_file(SCAN_FILES[size_class]), "rb").read()
+    return Path(get_testdata_file(SCAN_FILES[size_class])).read_bytes()
 
 
-def scan_messages(size_class: str, count: int, *, study_uid: str | None = None) -> list[Message]:
-    """`count` copies of a real DICOM file, each with a new SOPInstanceUID.
+def scan_messages(size_class: str, count: int, *, one_study: bool = False) -> list[Message]:
+    """`count` copies of a real DICOM file, each with a new SOPInstanceUID (the event id).
 
-    With `study_uid`, all slices belong to one study (one key, as a CT series arrives);
-    otherwise every message is its own study, spreading evenly over partitions.
+    With `one_study`, all of them are slices of one study (one key, as a CT series arrives);
+    otherwise every message is its own study, spreading evenly over partitions. UIDs are
+    patched into the bytes (same length), so making thousands of large messages is cheap.
     """
-    ds = _template(size_class).copy()
+    pieces = re.split(b"(" + re.escape(_SOP_MARK.encode()) + b"|"
+                      + re.escape(_STUDY_MARK.encode()) + b")", _stamped_template(size_class))
+    series_study = fixed_uid() if one_study else None
     out: list[Message] = []
-    for index in range(count):
-        sop = generate_uid()
-        study = study_uid or generate_uid()
-        ds.SOPInstanceUID = sop
-        ds.file_meta.MediaStorageSOPInstanceUID = sop
-        ds.StudyInstanceUID = study
-        if study_uid is not None:
-            ds.InstanceNumber = index + 1
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        out.append(Message(event_id=sop, key=study.encode(), value=buf.getvalue()))
+    for _ in range(count):
+        sop, study = fixed_uid(), series_study or fixed_uid()
+        fill = {_SOP_MARK.encode(): sop.encode(), _STUDY_MARK.encode(): study.encode()}
+        value = b"".join(fill.get(piece, piece) for piece in pieces)
+        out.append(Message(event_id=sop, key=study.encode(), value=value))
     return out
 
 
@@ -107,6 +122,13 @@ def vitals_message(
 
 
 def vitals_messages(prefix: str, count: int, seed: int = 0) -> list[Message]:
-    """`count` vital-sign windows with event ids `<prefix>-<n>`."""
+    """`count` vital-sign windows with event ids `<prefix>-<n>` (a pool of distinct windows)."""
     rng = np.random.default_rng(seed)
-    return [vitals_message(f"{prefix}-{n}", rng) for n in range(count)]
+    pool = [vitals_message(_EID_MARK, rng) for _ in range(min(count, _VITALS_POOL))]
+    out = []
+    for n in range(count):
+        event_id = f"{prefix}-{n}"
+        template = pool[n % len(pool)]
+        out.append(Message(event_id, template.key,
+                           template.value.replace(_EID_MARK.encode(), event_id.encode())))
+    return out

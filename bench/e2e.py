@@ -192,17 +192,24 @@ class Session:
                 "mean_inference_ms": None if seconds is None else seconds * 1e3}
 
 
-async def drain(session: Session, messages: Sequence[Message], model: str, timeout_s: float) -> dict:
-    """Throughput over a backlog that was produced before the worker started."""
-    ids = [m.event_id for m in messages]
-    await session.wait(ids, timeout_s)
-    produced = [session.collector.arrivals[i].produced_at for i in ids
-                if i in session.collector.arrivals]
+async def drain(session: Session, messages: Sequence[Message], model: str, window_s: float,
+                startup_timeout_s: float) -> dict:
+    """Steady-state throughput over a backlog produced before the worker started.
+
+    Counts predictions for `window_s` after the first one (or until the backlog is served);
+    what is left of the backlog is abandoned with the worker.
+    """
+    if not await session.collector.wait_count(1, startup_timeout_s):
+        session.worker.check_alive()
+        raise TimeoutError(f"no prediction within {startup_timeout_s:.0f} s of the worker start")
+    await session.collector.wait_for([m.event_id for m in messages], window_s)
+    session.worker.sample(session.triton_pid)
+    produced = [a.produced_at for a in list(session.collector.arrivals.values())]
     rate = stats.drain_rate(produced)
     after = scrape(session.worker.metrics_url)
-    session.worker.sample(session.triton_pid)
     return {**rate, **cpu_per_1k(session.worker, rate["start"], rate["end"], rate["messages"]),
-            **session.batching({}, after, model), "deadletters": session.collector.deadletters}
+            **session.batching({}, after, model), "backlog": len(messages),
+            "served": len(produced), "deadletters": session.collector.deadletters}
 
 
 async def paced(session: Session, topic: str, messages: Sequence[Message], rate: float,

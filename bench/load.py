@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -142,13 +142,26 @@ class Collector:
     async def wait_for(self, event_ids: Sequence[str], timeout_s: float) -> int:
         """Wait until every id has a prediction or a dead letter may account for it (or the
         timeout); returns how many ids have no prediction."""
-        deadline = time.monotonic() + timeout_s
         wanted = set(event_ids)
+
+        def missing() -> int:
+            return len(wanted - self.arrivals.keys())
+
+        await self._wait(lambda: missing() <= self.deadletters, timeout_s)
+        return missing()
+
+    async def wait_count(self, count: int, timeout_s: float) -> bool:
+        """Wait until at least `count` predictions arrived; False on timeout."""
+        return await self._wait(lambda: len(self.arrivals) >= count, timeout_s)
+
+    async def _wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
         while True:
-            missing = len(wanted - self.arrivals.keys())
             remaining = deadline - time.monotonic()
-            if missing <= self.deadletters or remaining <= 0:
-                return missing
+            if done():
+                return True
+            if remaining <= 0:
+                return False
             if self._task is not None and self._task.done():
                 self._task.result()  # surface the reader's exception
             self._changed.clear()

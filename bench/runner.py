@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 import uuid
@@ -22,6 +23,16 @@ CLINICAL_WORKLOAD = "scans-ct512"
 HOP_RATE = 200.0  # msg/s of the broker-only latency probe
 FAUST_FETCH_WAIT_MS = 1500  # what faust-streaming 0.15 hard-codes for its consumer
 COLLECTOR_FETCH_WAIT_MS = 20  # what the benchmark's own prediction collector uses
+STARTUP_TIMEOUT_S = 90.0  # worker start to first prediction
+WARM_UP_MESSAGES = 8
+
+
+# Messages pre-filled per workload: (fewest, most). The most bounds the in-memory broker's
+# footprint (1,500 x 0.5 MB CT; 150 x 7 MB CR).
+BACKLOG_LIMITS = {"scans-ct128": (300, 5000), "scans-ct512": (100, 1500),
+                  "scans-cr2k": (20, 150), "vitals": (1000, 30000)}
+NAIVE_LIMITS = (20, 2000)
+NAIVE_OVERHEAD_MS = 3.0  # produce + ack + commit per message, for sizing only
 
 
 @dataclass(frozen=True)
@@ -30,25 +41,38 @@ class Plan:
 
     name: str
     workloads: tuple[str, ...]
-    backlog: dict[str, int]  # messages pre-filled per workload (medstream drain)
-    naive: dict[str, int]  # messages the naive baseline serves per workload
+    drain_s: float  # seconds of medstream's backlog drain that are counted
+    naive_s: float  # aimed length of the naive baseline
     probe_s: float  # seconds per ceiling measurement point
     concurrencies: tuple[int, ...]
     paced_s: float  # seconds of each paced open-loop load
     loads: tuple[float, ...] = (0.5, 0.8)  # fractions of the measured maximum
 
 
-QUICK = Plan(
-    name="quick", workloads=("scans-ct512", "vitals"),
-    backlog={"scans-ct512": 200, "vitals": 2000}, naive={"scans-ct512": 30, "vitals": 200},
-    probe_s=0.3, concurrencies=(4,), paced_s=2.5,
-)
-FULL = Plan(
-    name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals"),
-    backlog={"scans-ct128": 2000, "scans-ct512": 1200, "scans-cr2k": 120, "vitals": 15000},
-    naive={"scans-ct128": 300, "scans-ct512": 200, "scans-cr2k": 30, "vitals": 1000},
-    probe_s=1.5, concurrencies=(1, 4), paced_s=8.0,
-)
+QUICK = Plan(name="quick", workloads=("scans-ct512", "vitals"), drain_s=4.0, naive_s=1.5,
+             probe_s=0.3, concurrencies=(4,), paced_s=2.5)
+FULL = Plan(name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals"),
+            drain_s=15.0, naive_s=5.0, probe_s=1.0, concurrencies=(1, 4), paced_s=8.0)
+
+
+def _clamp(value: float, limits: tuple[int, int]) -> int:
+    return int(min(max(value, limits[0]), limits[1]))
+
+
+def sizes(workload: str, ceilings: dict, plan: Plan, cores: int) -> tuple[int, int]:
+    """(backlog, naive count) aimed at the plan's durations, from this run's ceilings.
+
+    The naive loop is expected near one preprocess + one batch-1 request per message, and
+    medstream somewhere between that and min(all cores preprocessing, Triton's best): the
+    backlog is sized for their geometric mean. A backlog that is served before `drain_s` ends
+    still gives a valid rate. Sizing only: nothing is reported from these estimates.
+    """
+    prep_ms = ceilings["preprocess"]["median_ms"]
+    naive_ms = prep_ms + (ceilings["triton"]["batch1_median_ms"] or 0.0) + NAIVE_OVERHEAD_MS
+    ceiling = min(cores * 1e3 / prep_ms, ceilings["triton"]["items_per_s"])
+    expected = math.sqrt(ceiling * 1e3 / naive_ms)  # between the naive loop and the ceiling
+    backlog = _clamp(expected * (plan.drain_s + 2.0), BACKLOG_LIMITS[workload])
+    return backlog, min(backlog, _clamp(plan.naive_s * 1e3 / naive_ms, NAIVE_LIMITS))
 
 
 async def _naive(workload: Workload, topic: str, out_topic: str, count: int) -> dict:
@@ -78,33 +102,57 @@ async def _ceilings(workload: Workload, stack: Stack, plan: Plan) -> dict:
     }
 
 
-async def _medstream(workload: Workload, stack: Stack, plan: Plan, topics: e2e.Topics,
-                     backlog: list[corpus.Message], app_id: str) -> dict:
+def _session(workload: Workload, stack: Stack, topics: e2e.Topics, app_id: str,
+             phase: str) -> e2e.Session:
     settings = stack.settings
-    in_topic = topics.scans if workload.kind == "scan" else topics.vitals
     worker = e2e.WorkerProcess(settings, topics, app_id,
-                               settings.state_dir / f"bench-worker-{workload.name}.log")
+                               settings.state_dir / f"bench-worker-{workload.name}-{phase}.log")
     collector = load.Collector(settings.kafka_bootstrap, topics.predictions, topics.deadletter)
-    drain_timeout = 60.0 + len(backlog) / 10.0 if workload.kind == "scan" else 120.0
-    async with e2e.Session(settings, worker, collector, stack.triton_pid) as session:
-        result = await e2e.drain(session, backlog, workload.model, drain_timeout)
-        paced = []
-        for fraction in plan.loads:
-            rate = result["msg_per_s"] * fraction
-            count = max(20, int(rate * plan.paced_s))
-            messages = workload.messages(count, f"{app_id}-p{int(fraction * 100)}")
-            paced.append({"load": fraction, **await e2e.paced(
-                session, in_topic, messages, rate, workload.model, 60.0 + plan.paced_s * 3)})
-        result["paced"] = paced
-        if workload.name == CLINICAL_WORKLOAD:
-            series = corpus.scan_messages(workload.size_class, CLINICAL_SLICES,
-                                          study_uid=f"2.25.{uuid.uuid4().int}")
-            result["ct_series"] = await e2e.ct_series(session, in_topic, series, 180.0)
-        result["peak_rss_bytes"] = e2e.peak_rss_bytes(worker)
+    return e2e.Session(settings, worker, collector, stack.triton_pid)
+
+
+async def _medstream(workload: Workload, stack: Stack, plan: Plan, prefix: str,
+                     backlog: list[corpus.Message]) -> dict:
+    """Drain the pre-filled backlog with one worker; paced loads and the CT series with a
+    second one on fresh topics (so no backlog is left under the latency phases)."""
+    drain_topics, live_topics = e2e.Topics.fresh(prefix), e2e.Topics.fresh(f"{prefix}-live")
+    async with _session(workload, stack, drain_topics, prefix, "drain") as session:
+        result = await e2e.drain(session, backlog, workload.model, plan.drain_s, STARTUP_TIMEOUT_S)
+        peak = e2e.peak_rss_bytes(session.worker)
+    create_bench_topics(stack.settings, live_topics.names(), stack.settings.topic_partitions)
+    in_topic = live_topics.scans if workload.kind == "scan" else live_topics.vitals
+    try:
+        async with _session(workload, stack, live_topics, f"{prefix}-live", "live") as session:
+            await _warm_up(session, workload, in_topic, prefix)
+            paced = []
+            for fraction in plan.loads:
+                rate = result["msg_per_s"] * fraction
+                count = max(20, int(rate * plan.paced_s))
+                messages = workload.messages(count, f"{prefix}-p{int(fraction * 100)}")
+                paced.append({"load": fraction, **await e2e.paced(
+                    session, in_topic, messages, rate, workload.model, 60.0 + plan.paced_s * 3)})
+            result["paced"] = paced
+            if workload.name == CLINICAL_WORKLOAD:
+                series = corpus.scan_messages(workload.size_class, CLINICAL_SLICES,
+                                              one_study=True)
+                result["ct_series"] = await e2e.ct_series(session, in_topic, series, 180.0)
+            peak = max(peak, e2e.peak_rss_bytes(session.worker))
+    finally:
+        delete_topics(stack.settings, live_topics.names())
+    result["peak_rss_bytes"] = peak
     return result
 
 
-async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str) -> dict:
+async def _warm_up(session: e2e.Session, workload: Workload, topic: str, prefix: str) -> None:
+    """A few messages through the fresh worker, so start-up is not counted as latency."""
+    messages = workload.messages(WARM_UP_MESSAGES, f"{prefix}-warm")
+    await load.prefill(session.settings.kafka_bootstrap, topic, messages,
+                       session.settings.max_message_bytes)
+    await session.wait([m.event_id for m in messages], STARTUP_TIMEOUT_S)
+
+
+async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str,
+                       cores: int) -> dict:
     """Ceilings, naive baseline and medstream for one workload, over the same messages."""
     settings = stack.settings
     log.info("%s: ceilings", workload.name)
@@ -116,12 +164,13 @@ async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str
     create_bench_topics(settings, topics.names() + [naive_out], settings.topic_partitions)
     try:
         in_topic = topics.scans if workload.kind == "scan" else topics.vitals
-        backlog = workload.messages(plan.backlog[workload.name], prefix)
+        n_backlog, n_naive = sizes(workload.name, result, plan, cores)
+        backlog = workload.messages(n_backlog, prefix)
         await load.prefill(settings.kafka_bootstrap, in_topic, backlog, settings.max_message_bytes)
-        log.info("%s: naive baseline over %d messages", workload.name, plan.naive[workload.name])
-        result["naive"] = await _naive(workload, in_topic, naive_out, plan.naive[workload.name])
+        log.info("%s: naive baseline over %d messages", workload.name, n_naive)
+        result["naive"] = await _naive(workload, in_topic, naive_out, n_naive)
         log.info("%s: medstream over %d messages", workload.name, len(backlog))
-        result["medstream"] = await _medstream(workload, stack, plan, topics, backlog, prefix)
+        result["medstream"] = await _medstream(workload, stack, plan, prefix, backlog)
     finally:
         delete_topics(settings, topics.names() + [naive_out])
     return result
@@ -142,11 +191,11 @@ async def broker_hop(stack: Stack, plan: Plan, run_id: str) -> dict:
             "by_fetch_wait_ms": {str(w): stats.percentiles(v) for w, v in by_wait.items()}}
 
 
-async def run(workloads: list[Workload], stack: Stack, plan: Plan) -> dict:
-    """The whole benchmark; returns the JSON-able result."""
+async def run(workloads: list[Workload], stack: Stack, plan: Plan, cores: int) -> dict:
+    """The whole benchmark on a machine with `cores` usable cores; returns the JSON-able result."""
     run_id = uuid.uuid4().hex[:8]
     started = time.time()
     hop = await broker_hop(stack, plan, run_id)
-    results = [await run_workload(w, stack, plan, run_id) for w in workloads]
+    results = [await run_workload(w, stack, plan, run_id, cores) for w in workloads]
     return {"plan": plan.name, "run_id": run_id, "started": started,
             "duration_s": time.time() - started, "broker_hop": hop, "workloads": results}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import report, stats
+from bench import corpus, report, stats
+from bench.workloads import decode_scan, decode_window
 
 
 def test_drain_rate_skips_warmup() -> None:
@@ -90,3 +91,22 @@ def test_markdown_block_replaced_and_commentary_kept(tmp_path) -> None:
     assert "old" not in text
     assert "| vitals | 3 | 0.25 |" in text
     assert "x naive" in text and "20.0" in text
+
+
+def test_scan_messages_are_distinct_valid_dicom() -> None:
+
+    messages = corpus.scan_messages("ct128", 3)
+    assert len({m.event_id for m in messages}) == 3 and len({m.key for m in messages}) == 3
+    for msg in messages:
+        event_id, tensor = decode_scan(msg.value)
+        assert event_id == msg.event_id and tensor.shape == (1, 128, 128)
+    series = corpus.scan_messages("ct128", 3, one_study=True)
+    assert len({m.key for m in series}) == 1 and len({m.event_id for m in series}) == 3
+
+
+def test_vitals_messages_decode_with_their_ids() -> None:
+
+    messages = corpus.vitals_messages("ev", 300)
+    assert [decode_window(m.value)[0] for m in messages[:2]] == ["ev-0", "ev-1"]
+    event_id, tensor = decode_window(messages[299].value)
+    assert event_id == "ev-299" and tensor.shape == (60, 12)
