@@ -97,7 +97,7 @@ def test_service_start_stop_and_stale_pid_file(tmp_path: Path) -> None:
     assert svc.pid() == pid and svc.alive(pid)
     assert svc.stop(timeout_s=5)
     assert svc.pid() is None and not svc.pid_file.exists()
-    svc.pid_file.write_text('{"pid": 1, "exe": "/not/our/binary"}')
+    svc.pid_file.write_text('{"pid": 1, "started": 0}')  # pid 1 started at another time
     assert svc.pid() is None and not svc.pid_file.exists()
 
 

@@ -1,7 +1,7 @@
 """Background processes of the local stack: pid files, log files, readiness waits.
 
 A service started here runs in its own session (process group) with stdout/stderr going to
-`<state_dir>/<name>.log`; `<state_dir>/<name>.pid` records its pid and executable so that a
+`<state_dir>/<name>.log`; `<state_dir>/<name>.pid` records its pid and start time so that a
 recycled pid is never mistaken for ours.
 """
 
@@ -47,10 +47,14 @@ class Service:
         """The pid of our running process, or None (a stale pid file is removed)."""
         try:
             record = json.loads(self.pid_file.read_text())
-            pid, exe = int(record["pid"]), str(record["exe"])
+            pid = int(record["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if _cmdline_exe(pid) == exe:
+        if "started" in record:
+            ours = _start_time(pid) == record["started"]
+        else:  # pid files written before start times were recorded
+            ours = _cmdline_exe(pid) == record.get("exe")
+        if ours and self.alive(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -70,7 +74,8 @@ class Service:
                 cwd=cwd,
                 start_new_session=True,
             )
-        self.pid_file.write_text(json.dumps({"pid": proc.pid, "exe": argv[0]}))
+        record = {"pid": proc.pid, "started": _start_time(proc.pid), "exe": argv[0]}
+        self.pid_file.write_text(json.dumps(record))
         return proc.pid
 
     def alive(self, pid: int) -> bool:
@@ -133,6 +138,14 @@ def _cmdline_exe(pid: int) -> str | None:
     except OSError:
         return None
     return raw.split(b"\0", 1)[0].decode(errors="replace") or None
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: (pid, start) names it uniquely."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
