@@ -49,9 +49,10 @@ class ScanFactory:
         self._templates = [pydicom.dcmread(get_testdata_file(name)) for name in SCAN_FILES]
 
     def event(self, i: int) -> tuple[str, bytes, bytes]:
-        """(SOPInstanceUID, StudyInstanceUID key, Part-10 bytes)."""
+        """(SOPInstanceUID, StudyInstanceUID key, Part-10 bytes); a new study every time."""
         ds = self._templates[i % len(self._templates)]
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID = generate_uid()  # keys spread over every partition
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         return str(ds.SOPInstanceUID), str(ds.StudyInstanceUID).encode(), buf.getvalue()
