@@ -56,7 +56,7 @@ def test_scans_and_vital_windows_become_predictions(settings: Settings, topic_fa
             assert 0.0 <= p["outputs"]["risk"] <= 1.0
             assert set(p["outputs"]["forecast"]) == set(CHANNELS)
             end = datetime.fromisoformat(w["start"]) + timedelta(seconds=len(w["values"]) - 1)
-            assert datetime.fromisoformat(p["event_time"].replace("Z", "+00:00")) == pytest.approx(
+            assert datetime.fromisoformat(p["event_time"]) == pytest.approx(
                 end, abs=timedelta(milliseconds=1))
 
         assert worker.metric("medstream_messages_consumed_total", {"kind": "scan"}) == 7
