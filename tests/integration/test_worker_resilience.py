@@ -1,0 +1,124 @@
+"""Triton down then back, and a worker SIGKILLed mid-stream: nothing is lost."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from worker_harness import (
+    Topics,
+    WorkerProcess,
+    collect,
+    free_port,
+    keys,
+    producer,
+    publish,
+    vitals_window,
+)
+
+from worker.localstack import triton
+from worker.localstack.stack import StackConfig, triton_up
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(condition, timeout_s: float, what: str, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        worker.assert_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{worker.log_tail()}")
+        time.sleep(0.2)
+
+
+def test_triton_unavailable_then_back_loses_nothing(settings: Settings, topic_factory,
+                                                    tmp_path: Path) -> None:
+    cfg = StackConfig.from_settings(settings, state_dir=tmp_path / "triton", http_port=free_port(),
+                                    grpc_port=free_port(), metrics_port=free_port())
+    cfg.state_dir.mkdir()
+    triton_up(cfg)
+    own_triton = triton.service(cfg.state_dir)
+    topics = Topics.create(topic_factory)
+    worker = WorkerProcess(settings, topics, tmp_path / "worker", extra_env={
+        "MEDSTREAM_TRITON_GRPC_URL": f"127.0.0.1:{cfg.grpc_port}",
+        "MEDSTREAM_TRITON_TIMEOUT_S": "2", "MEDSTREAM_BREAKER_THRESHOLD": "2",
+    }).start()
+    try:
+        worker.wait_ready()
+        first = [(f"a-{i}".encode(), vitals_window(f"a-{i}", seed=i)) for i in range(10)]
+        publish(settings, topics.vitals, first)
+        collect(settings, topics, lambda o: keys(o, topics.predictions) >= {k for k, _ in first}, 30, worker)
+
+        assert own_triton.stop()
+        second = [(f"b-{i}".encode(), vitals_window(f"b-{i}", seed=i)) for i in range(20)]
+        publish(settings, topics.vitals, second)
+        wait_for(lambda: worker.get("/ready")[0] == 503, 30, "the breaker to open", worker)
+        assert worker.metric("medstream_circuit_open", {"model": "vitals_lstm"}) == 1
+        assert worker.metric("medstream_inference_errors_total", {"model": "vitals_lstm"}) >= 2
+        assert worker.metric("medstream_ready") == 0
+        during = collect(settings, topics, lambda o: False, 2, worker)
+        assert keys(during, topics.predictions).isdisjoint({k for k, _ in second})
+
+        triton_up(cfg)
+        wanted = {k for k, _ in first + second}
+        outputs = collect(settings, topics, lambda o: keys(o, topics.predictions) >= wanted, 45, worker)
+        assert keys(outputs, topics.predictions) == wanted
+        assert keys(outputs, topics.deadletter) == set()
+        wait_for(lambda: worker.get("/ready")[0] == 200, 15, "readiness after recovery", worker)
+        assert worker.metric("medstream_circuit_open", {"model": "vitals_lstm"}) == 0
+    finally:
+        worker.stop()
+        own_triton.stop()
+
+
+def test_sigkill_mid_stream_then_restart_loses_nothing(settings: Settings, topic_factory,
+                                                       tmp_path: Path) -> None:
+    topics = Topics.create(topic_factory)
+    first = WorkerProcess(settings, topics, tmp_path / "worker").start()
+    ids = [f"k-{i}" for i in range(400)]
+    poison = {f"k-{i}" for i in range(0, 400, 40)}  # every 40th is truncated JSON
+    values = {i: (vitals_window(i, rows=20, seed=n)[:40] if i in poison else vitals_window(i, rows=20, seed=n))
+              for n, i in enumerate(ids)}
+    second: WorkerProcess | None = None
+
+    def produce() -> None:
+        prod = producer(settings)
+        futures = []
+        for i in ids:
+            futures.append(prod.send(topics.vitals, key=i.encode(), value=values[i]))
+            time.sleep(0.01)
+        for fut in futures:
+            fut.get(timeout=30)
+        prod.close()
+
+    try:
+        first.wait_ready()
+        feeder = threading.Thread(target=produce)
+        feeder.start()
+        collect(settings, topics, lambda o: len(o) >= 60, 30, first)
+        first.kill(signal.SIGKILL)
+        feeder.join(timeout=60)
+        second = WorkerProcess(settings, topics, first.state_dir, app_id=first.app_id).start()
+        wanted = {i.encode() for i in ids}
+        outputs = collect(settings, topics,
+                          lambda o: keys(o, topics.predictions) | keys(o, topics.deadletter) >= wanted,
+                          55, second)
+        assert keys(outputs, topics.predictions) | keys(outputs, topics.deadletter) == wanted
+        assert keys(outputs, topics.deadletter) == {i.encode() for i in poison}
+        seen: dict[bytes, list[dict]] = defaultdict(list)
+        for o in outputs:
+            if o.topic == topics.predictions:
+                seen[o.key].append(o.json()["outputs"])
+        for key, versions in seen.items():
+            assert all(v == versions[0] for v in versions), f"duplicate of {key!r} differs"
+        print(f"\nkill/restart: {len(outputs)} outputs for {len(ids)} inputs, "
+              f"{len(outputs) - len(ids)} duplicates")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
