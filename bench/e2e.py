@@ -48,6 +48,11 @@ class Topics:
         return [self.scans, self.vitals, self.predictions, self.deadletter]
 
 
+def faust_topics(app_id: str) -> list[str]:
+    """Internal topics faust creates for an app (deleted with the phase's own topics)."""
+    return [f"{app_id}-__assignor-__leader"]
+
+
 def scrape(url: str) -> dict[str, float]:
     """Prometheus text exposition -> {'name{k="v",..}': value} (empty dict when unreachable)."""
     try:
@@ -71,6 +76,7 @@ class WorkerProcess:
     topics: Topics
     app_id: str
     log_path: Path
+    command: tuple[str, ...] = (sys.executable, "-m", "worker.cli", "worker")
     proc: subprocess.Popen | None = None
     samples: list[tuple[float, procstat.ProcSample, procstat.ProcSample | None]] = field(
         default_factory=list)
@@ -98,7 +104,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker"], stdin=subprocess.DEVNULL,
+                list(self.command), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                 start_new_session=True,
             )

@@ -138,7 +138,7 @@ async def _medstream(workload: Workload, stack: Stack, plan: Plan, prefix: str,
                 result["ct_series"] = await e2e.ct_series(session, in_topic, series, 180.0)
             peak = max(peak, e2e.peak_rss_bytes(session.worker))
     finally:
-        delete_topics(stack.settings, live_topics.names())
+        delete_topics(stack.settings, live_topics.names() + e2e.faust_topics(f"{prefix}-live"))
     result["peak_rss_bytes"] = peak
     return result
 
@@ -172,7 +172,7 @@ async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str
         log.info("%s: medstream over %d messages", workload.name, len(backlog))
         result["medstream"] = await _medstream(workload, stack, plan, prefix, backlog)
     finally:
-        delete_topics(settings, topics.names() + [naive_out])
+        delete_topics(settings, topics.names() + [naive_out] + e2e.faust_topics(prefix))
     return result
 
 
