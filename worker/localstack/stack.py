@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,17 @@ def _refuse_taken(host: str, ports: tuple[int, ...], owner: Service) -> None:
             )
 
 
+def _wait_or_stop(
+    svc: Service, pid: int, probe: Callable[[], bool], timeout_s: float, what: str
+) -> None:
+    """wait_until, stopping the service we just started when it never gets ready."""
+    try:
+        wait_until(svc, pid, probe, timeout_s, what)
+    except StackError:
+        svc.stop(timeout_s=5)
+        raise
+
+
 def broker_up(cfg: StackConfig) -> str:
     """Start the broker unless ours already runs; wait until metadata answers."""
     svc = broker.service(cfg.state_dir)
@@ -77,7 +89,7 @@ def broker_up(cfg: StackConfig) -> str:
     _refuse_taken(cfg.kafka_host, (cfg.kafka_port,), svc)
     plan = broker.plan(cfg.broker_kind, cfg.kafka_host, cfg.kafka_port, cfg.state_dir)
     pid = svc.start(plan.argv, plan.env, cwd=cfg.state_dir)
-    wait_until(svc, pid, probe, cfg.broker_timeout_s, "metadata readiness")
+    _wait_or_stop(svc, pid, probe, cfg.broker_timeout_s, "metadata readiness")
     (cfg.state_dir / "broker.kind").write_text(cfg.broker_kind)
     return f"broker {cfg.broker_kind} started (pid {pid}) on {cfg.kafka_host}:{cfg.kafka_port}"
 
@@ -115,7 +127,7 @@ def triton_up(cfg: StackConfig, reload: bool = False) -> str:
     plan = triton.plan(cfg.triton_host, cfg.http_port, cfg.grpc_port, cfg.metrics_port,
                        cfg.model_repository, cfg.state_dir)
     pid = svc.start(plan.argv, plan.env, cwd=cfg.state_dir)
-    wait_until(svc, pid, probe, cfg.triton_timeout_s, "readiness of every model")
+    _wait_or_stop(svc, pid, probe, cfg.triton_timeout_s, "readiness of every model")
     return f"triton started (pid {pid}) on {_triton_where(cfg)}; models {', '.join(models)}"
 
 
