@@ -72,6 +72,10 @@ class StoreHandler:
         self.metrics.published.labels(SOURCE, self.settings.topic_scans).inc()
         return SUCCESS
 
+    def on_rejected(self, event: evt.Event) -> None:
+        """Count associations we refused (wrong called AE title, no common context)."""
+        self.metrics.rejected.labels(SOURCE, "association_rejected").inc()
+
     def on_echo(self, event: evt.Event) -> int:
         """C-ECHO (verification): always Success while the SCP runs."""
         self.metrics.responses.labels("dicom_echo", "0x0000").inc()
@@ -91,7 +95,11 @@ def start_scp(handler: StoreHandler) -> ThreadedAssociationServer:
     ae.add_supported_context(Verification)
     ae.maximum_pdu_size = 0  # no limit on received PDUs
     ae.require_called_aet = True  # associations must address our AE title
-    handlers = [(evt.EVT_C_STORE, handler.on_store), (evt.EVT_C_ECHO, handler.on_echo)]
+    handlers = [
+        (evt.EVT_C_STORE, handler.on_store),
+        (evt.EVT_C_ECHO, handler.on_echo),
+        (evt.EVT_REJECTED, handler.on_rejected),
+    ]
     server = ae.start_server(
         (settings.dicom_host, settings.dicom_port), block=False, evt_handlers=handlers
     )

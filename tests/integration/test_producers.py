@@ -137,6 +137,16 @@ def test_produce_scans_publishes_files_folders_zips_and_skips_bad_inputs(
         assert record.key == ds.StudyInstanceUID.encode()
 
 
+def test_produce_scans_loop_repeats_with_the_same_event_id(settings: Settings, topic_factory) -> None:
+    topic = topic_factory("scans")
+    args = ["produce", "scans", str(CT), "--loop", "--limit", "3", "--rate", "20",
+            "--topic", topic, "--metrics-port", "0"]
+    result = _medstream(args, _env(settings))
+    assert result.returncode == 0 and "3 read, 3 published" in result.stderr, result.stderr
+    records = _consume(settings, topic, 3)
+    assert len(records) == 3 and len({dict(r.headers)["event-id"] for r in records}) == 1
+
+
 def test_produce_scans_sends_large_files_by_claim_check(
     settings: Settings, topic_factory, tmp_path: Path
 ) -> None:
@@ -192,6 +202,7 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     assert f'medstream_producer_published_total{{source="dicom_scp",topic="{topic}"}} 2.0' in text
     assert 'reason="no_pixel_data",source="dicom_scp"} 1.0' in text
     assert 'source="dicom_scp",status="0xC000"} 1.0' in text
+    assert 'reason="association_rejected",source="dicom_scp"} 1.0' in text
 
 
 def test_produce_vitals_from_csv_mitbih_and_simulation(
