@@ -125,6 +125,8 @@ def run_demo(settings: Settings) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `medstream demo`."""
     parser = subparsers.add_parser("demo", help="start the local stack and run sample data")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the Kafka round trip and direct Triton inference, no worker")
     parser.set_defaults(func=_run)
 
 
@@ -134,8 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         for line in up(StackConfig.from_settings(settings), settings):
             print(line)
+        if args.quick:
+            run_demo(settings)
+            return 0
+        from worker.demo_pipeline import run_pipeline_demo  # the full path, through the worker
+
+        return run_pipeline_demo(settings)
     except StackError as exc:
         print(f"medstream demo: {exc}", file=sys.stderr)
         return 1
-    run_demo(settings)
-    return 0

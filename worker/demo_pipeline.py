@@ -1,0 +1,192 @@
+"""The full-pipeline part of `medstream demo`: worker, real samples in, predictions out, live.
+
+With the local stack up (worker.demo does that):
+1. creates this run's four topics;
+2. starts `medstream worker` as a subprocess on them (its log: <state_dir>/demo-worker.log);
+3. replays real sample data: DICOM files from pydicom's test data (CT, MR, US, CR, ...) and
+   vital-sign windows built from the MIT-BIH record 208 ECG excerpt in scipy (heart rate), plus
+   one truncated message to show the dead-letter path;
+4. prints predictions and dead letters as they arrive, then a summary (counts, p50/p95
+   latency, dead letters) and stops the worker cleanly. The stack keeps running.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+from worker.demo import SAMPLE_SCANS, heart_rate_window
+from worker.localstack.process import StackError
+from worker.preprocess.vitals import WINDOW_LEN
+from worker.settings import Settings
+from worker.topics import create_topics
+
+PIPELINE_SCANS = (*SAMPLE_SCANS, "JPEG2000.dcm", "US1_J2KR.dcm", "SC_rgb.dcm", "RG1_UNCR.dcm",
+                  "693_UNCR.dcm", "MR2_UNCR.dcm", "emri_small.dcm")
+ECG_SECONDS = 300  # length of the MIT-BIH 208 excerpt
+READY_TIMEOUT_S = 90.0
+RESULT_TIMEOUT_S = 120.0
+
+
+def vitals_windows(step_s: int = 30) -> list[tuple[str, bytes]]:
+    """Sliding 60-s windows over the record (heart rate only; other channels missing)."""
+    rates = [row[0] for row in heart_rate_window(ECG_SECONDS)]
+    start0 = datetime.now(UTC) - timedelta(seconds=ECG_SECONDS)
+    out = []
+    for offset in range(0, ECG_SECONDS - WINDOW_LEN + 1, step_s):
+        body = {"schema": "medstream.vitals/v1", "event_id": f"mitbih208-{offset:03d}s",
+                "patient_id": "demo-patient", "device_id": "demo-monitor",
+                "start": (start0 + timedelta(seconds=offset)).isoformat(timespec="seconds"),
+                "interval_s": 1.0, "channels": ["hr"],
+                "values": [[hr] for hr in rates[offset:offset + WINDOW_LEN]]}
+        out.append((body["event_id"], json.dumps(body).encode()))
+    return out
+
+
+def sample_scans() -> list[tuple[str, bytes]]:
+    """(file name, DICOM bytes) for the sample files present locally (no download)."""
+    from pydicom.data import get_testdata_file
+
+    paths = [(name, get_testdata_file(name, download=False)) for name in PIPELINE_SCANS]
+    return [(name, Path(path).read_bytes()) for name, path in paths if path]
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except OSError:
+        return 0
+
+
+def start_worker(settings: Settings, topics: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`medstream worker` on this run's topics; waits until /ready answers 200."""
+    env = dict(os.environ)
+    env.update({f"MEDSTREAM_TOPIC_{k.upper()}": v for k, v in topics.items()})
+    env.update({"MEDSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "MEDSTREAM_TRITON_GRPC_URL": settings.triton_grpc_url,
+                "MEDSTREAM_WEB_HOST": settings.web_host, "MEDSTREAM_WEB_PORT": str(settings.web_port),
+                "MEDSTREAM_STATE_DIR": str(settings.state_dir)})
+    env["MEDSTREAM_APP_ID"] = f"medstream-demo-{uuid.uuid4().hex[:8]}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://{settings.web_host}:{settings.web_port}/ready"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"the worker exited with {proc.returncode}; see {log_path}")
+        if _get(url) == 200:
+            return proc
+        time.sleep(0.3)
+    proc.terminate()
+    raise StackError(f"the worker was not ready within {READY_TIMEOUT_S:.0f}s; see {log_path}")
+
+
+def publish(settings: Settings, topics: dict[str, str], names: dict[str, str]) -> int:
+    """Replay the samples and one truncated window; returns how many messages were sent.
+
+    Fills `names` with SOPInstanceUID -> sample file name, for the table.
+    """
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                             max_request_size=settings.max_message_bytes)
+    windows = vitals_windows()
+    scans = sample_scans()
+    for name, data in scans:
+        names[str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)] = name
+    messages = [(topics["scans"], name.encode(), data) for name, data in scans]
+    messages += [(topics["vitals"], b"demo-patient", data) for _, data in windows]
+    messages.append((topics["vitals"], b"demo-truncated", windows[0][1][:80]))
+    for fut in [producer.send(topic, key=key, value=value) for topic, key, value in messages]:
+        fut.get(timeout=30)
+    producer.close()
+    return len(messages)
+
+
+def describe(topic: str, topics: dict[str, str], key: bytes | None, value: bytes,
+             headers: dict[str, bytes], names: dict[str, str]) -> tuple[str, str, str, float | None]:
+    """(kind, event, result, latency ms) for one output record."""
+    if topic == topics["deadletter"]:
+        return "dead", (key or b"-").decode(errors="replace"), headers.get("error.type", b"?").decode(), None
+    p = json.loads(value)
+    out = p["outputs"]
+    if p["kind"] == "scan":
+        result = f"{out['label']} {out['score']:.3f}"
+    else:
+        result = f"risk {out['risk']:.3f}  next hr {out['forecast']['hr']:.1f}"
+    return p["kind"], names.get(p["event_id"], p["event_id"])[-28:], result, float(p["latency_ms"])
+
+
+def watch(settings: Settings, topics: dict[str, str], total: int,
+          names: dict[str, str]) -> list[tuple[str, str, float | None]]:
+    """Print outputs as they arrive until `total` have come (or the timeout)."""
+    consumer = KafkaConsumer(topics["predictions"], topics["deadletter"],
+                             bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None)
+    print(f"\n{'#':>3}  {'kind':<6}  {'event':<28}  {'result':<32}  latency")
+    seen: list[tuple[str, str, float | None]] = []
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    try:
+        while len(seen) < total and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                for m in batch:
+                    kind, event, result, latency = describe(m.topic, topics, m.key, m.value,
+                                                            dict(m.headers or []), names)
+                    seen.append((kind, result, latency))
+                    shown = f"{latency:8.1f} ms" if latency is not None else "       -"
+                    print(f"{len(seen):>3}  {kind:<6}  {event:<28}  {result:<32}  {shown}", flush=True)
+    finally:
+        consumer.close()
+    return seen
+
+
+def summary(seen: list[tuple[str, str, float | None]], total: int) -> None:
+    """Counts per kind, latency percentiles, dead letters."""
+    latencies = np.array([lat for _, _, lat in seen if lat is not None])
+    counts = {k: sum(1 for kind, _, _ in seen if kind == k) for k in ("scan", "vitals", "dead")}
+    print(f"\nsummary: {len(seen)}/{total} inputs answered - {counts['scan']} scan and "
+          f"{counts['vitals']} vitals predictions, {counts['dead']} dead letter(s)")
+    if latencies.size:
+        print(f"latency (Kafka timestamp -> prediction): p50 {np.percentile(latencies, 50):.1f} ms, "
+              f"p95 {np.percentile(latencies, 95):.1f} ms")
+    for kind, result, _ in seen:
+        if kind == "dead":
+            print(f"dead letter: reason {result}")
+
+
+def run_pipeline_demo(settings: Settings) -> int:
+    """Steps 1-4 of the module docstring; returns the exit code."""
+    run = uuid.uuid4().hex[:8]
+    topics = {k: f"demo-{run}-{k}" for k in ("scans", "vitals", "predictions", "deadletter")}
+    big = {"max.message.bytes": str(settings.max_message_bytes)}
+    create_topics(settings.kafka_bootstrap, [
+        NewTopic(name, settings.topic_partitions, 1, topic_configs=big if k == "scans" else None)
+        for k, name in topics.items()])
+    log_path = settings.state_dir / "demo-worker.log"
+    print(f"starting the worker on topics demo-{run}-* (log: {log_path}) ...")
+    worker = start_worker(settings, topics, log_path)
+    try:
+        print(f"worker ready: http://{settings.web_host}:{settings.web_port}/metrics")
+        names: dict[str, str] = {}
+        total = publish(settings, topics, names)
+        seen = watch(settings, topics, total, names)
+        summary(seen, total)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+        print(f"worker stopped (exit {code}); the stack keeps running: `medstream local down`")
+    return 0 if len(seen) == total else 1
