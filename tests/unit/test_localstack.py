@@ -127,3 +127,11 @@ def test_port_open_sees_a_listener() -> None:
         port = sock.getsockname()[1]
         assert port_open("127.0.0.1", port)
     assert not port_open("127.0.0.1", port)
+
+
+def test_fingerprint_changes_when_a_model_file_is_rewritten(tmp_path: Path) -> None:
+    model = _model(tmp_path, "m")
+    before = triton.fingerprint(model)
+    assert triton.fingerprint(model) == before
+    (model / "1" / "model.onnx").write_bytes(b"retrained weights")
+    assert triton.fingerprint(model) != before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.error
 import urllib.request
@@ -105,11 +106,17 @@ def _load_model(cfg: StackConfig, model: str) -> None:
 
 
 def triton_up(cfg: StackConfig, reload: bool = False) -> str:
-    """Start Triton unless ours already runs (then load missing models); wait for readiness."""
+    """Start Triton unless ours already runs; wait until every model is ready.
+
+    A running server (re)loads the models that are not ready or whose files changed since it
+    loaded them (all of them with `reload`), so tests always see the current repository.
+    """
     svc = triton.service(cfg.state_dir)
     models = triton.discover_models(cfg.model_repository)
     for model in models:
         triton.check_model(cfg.model_repository / model)
+    current = {m: triton.fingerprint(cfg.model_repository / m) for m in models}
+    loaded_file = cfg.state_dir / "triton-models.json"
 
     def probe() -> bool:
         return triton.ready(cfg.triton_host, cfg.http_port, models)
@@ -118,17 +125,28 @@ def triton_up(cfg: StackConfig, reload: bool = False) -> str:
     if pid is not None:
         wait_until(svc, pid, lambda: triton.ready(cfg.triton_host, cfg.http_port, ()),
                    cfg.triton_timeout_s, "server readiness")
+        loaded = _read_json(loaded_file)
         for model in models:
-            if reload or not triton.ready(cfg.triton_host, cfg.http_port, (model,)):
+            stale = loaded.get(model) != current[model]
+            if reload or stale or not triton.ready(cfg.triton_host, cfg.http_port, (model,)):
                 _load_model(cfg, model)
         wait_until(svc, pid, probe, cfg.triton_timeout_s, "readiness of every model")
+        loaded_file.write_text(json.dumps(current))
         return f"triton already running (pid {pid}) on {_triton_where(cfg)}; models {', '.join(models)}"
     _refuse_taken(cfg.triton_host, (cfg.http_port, cfg.grpc_port, cfg.metrics_port), svc)
     plan = triton.plan(cfg.triton_host, cfg.http_port, cfg.grpc_port, cfg.metrics_port,
                        cfg.model_repository, cfg.state_dir)
     pid = svc.start(plan.argv, plan.env, cwd=cfg.state_dir)
     _wait_or_stop(svc, pid, probe, cfg.triton_timeout_s, "readiness of every model")
+    loaded_file.write_text(json.dumps(current))
     return f"triton started (pid {pid}) on {_triton_where(cfg)}; models {', '.join(models)}"
+
+
+def _read_json(path: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def _triton_where(cfg: StackConfig) -> str:

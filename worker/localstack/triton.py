@@ -8,6 +8,7 @@ Triton falls back to `backends/onnxruntime/model.py`, run by the python backend.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -82,6 +83,15 @@ def check_model(model_dir: Path) -> None:
             f"model {model_dir.name!r}: missing model file {filename} in "
             f"{', '.join(str(v) for v in versions)}"
         )
+
+
+def fingerprint(model_dir: Path) -> str:
+    """Changes whenever a file of the model directory is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(model_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def assemble_backends(state_dir: Path) -> Path:
