@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,21 +156,34 @@ def _triton_where(cfg: StackConfig) -> str:
     return f"http {h}:{cfg.http_port}, grpc {h}:{cfg.grpc_port}, metrics {h}:{cfg.metrics_port}"
 
 
+@contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """One `up`/`down` at a time per state dir (parallel test sessions, demo, CLI)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "stack.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def up(cfg: StackConfig, settings: Settings, reload: bool = False) -> list[str]:
     """Broker, topics, then Triton; returns one line per step. Raises StackError on failure."""
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    lines = [broker_up(cfg)]
-    created = ensure_topics(settings)
-    lines.append(f"topics created: {', '.join(created)}" if created else "topics present")
-    lines.append(triton_up(cfg, reload=reload))
+    with _exclusive(cfg.state_dir):
+        lines = [broker_up(cfg)]
+        created = ensure_topics(settings)
+        lines.append(f"topics created: {', '.join(created)}" if created else "topics present")
+        lines.append(triton_up(cfg, reload=reload))
     return lines
 
 
 def down(cfg: StackConfig) -> list[str]:
     """Stop Triton and the broker (whatever of them runs); returns one line per service."""
     lines = []
-    for svc in (triton.service(cfg.state_dir), broker.service(cfg.state_dir)):
-        lines.append(f"{svc.name}: {'stopped' if svc.stop() else 'not running'}")
+    with _exclusive(cfg.state_dir):
+        for svc in (triton.service(cfg.state_dir), broker.service(cfg.state_dir)):
+            lines.append(f"{svc.name}: {'stopped' if svc.stop() else 'not running'}")
     return lines
 
 
