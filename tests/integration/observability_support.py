@@ -1,0 +1,160 @@
+"""Shared pieces of the observability integration tests: a real `medstream worker` (the worker
+tests' harness) on fresh topics, fed a backlog of good and bad input, and polling helpers (no
+timing asserts: a deadline only turns "never happened" into a clear failure).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.admin import NewTopic
+from worker_harness import Topics, WorkerProcess, dicom_scans, publish, vitals_window
+
+from worker.promstats import parse_metrics
+from worker.settings import Settings
+from worker.topics import create_topics
+
+N_VITALS, N_SCANS, N_BAD_VITALS, N_BAD_SCANS = 150, 40, 3, 2
+
+
+def wait_for(what: str, check: Callable[[], object], timeout_s: float = 120.0) -> object:
+    """Poll `check` until it returns something truthy; fail naming `what` after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def get(url: str) -> tuple[int, bytes]:
+    """(status, body) of a GET; HTTP errors are answers, not exceptions."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def scrape(url: str) -> str:
+    status, body = get(url)
+    assert status == 200, url
+    return body.decode()
+
+
+def vitals_messages(n: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
+    """`n` valid vitals windows keyed by patient pseudonym."""
+    return [
+        (f"pseudo-{i % 7}".encode(), vitals_window(f"v-{uuid.uuid4().hex}", seed=seed + i))
+        for i in range(n)
+    ]
+
+
+@dataclass
+class WorkerRun:
+    """One worker on its own topics, and how many messages of each kind were sent to it."""
+
+    settings: Settings
+    process: WorkerProcess
+    sent: dict[str, int] = field(default_factory=lambda: {"scan": 0, "vitals": 0})
+
+    @property
+    def topics(self) -> Topics:
+        return self.process.topics
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.process.web_port}"
+
+    def send(self, kind: str, messages: list[tuple[bytes, bytes]]) -> None:
+        topic = self.topics.scans if kind == "scan" else self.topics.vitals
+        publish(self.settings, topic, messages)
+        self.sent[kind] += len(messages)
+
+    def metrics(self) -> dict:
+        return parse_metrics(scrape(self.url + "/metrics"), time.monotonic()).samples
+
+    def read(self, topic: str) -> list:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=3000,
+        )
+        try:
+            return list(consumer)
+        finally:
+            consumer.close()
+
+
+def _topic(settings: Settings) -> Callable[..., str]:
+    def create(prefix: str, partitions: int = 1, configs: dict | None = None) -> str:
+        name = f"obs-{prefix}-{uuid.uuid4().hex[:10]}"
+        create_topics(
+            settings.kafka_bootstrap, [NewTopic(name, partitions, 1, topic_configs=configs)]
+        )
+        return name
+
+    return create
+
+
+@contextmanager
+def running_worker(settings: Settings, state: Path) -> Iterator[WorkerRun]:
+    """A ready worker on fresh 4-partition topics whose backlog was sent before it started
+    (so that take(max, within) fills batches): N_VITALS windows + N_BAD_VITALS bad JSON,
+    N_SCANS DICOM files + N_BAD_SCANS garbage. Stopped (SIGTERM) on exit."""
+    run = WorkerRun(settings, WorkerProcess(settings, Topics.create(_topic(settings)), state))
+    run.send("vitals", vitals_messages(N_VITALS) + [(b"k", b"{not json")] * N_BAD_VITALS)
+    scans = [(uid.encode(), data) for uid, data in dicom_scans(N_SCANS)]
+    run.send("scan", scans + [(b"k", b"\x00garbage, not DICOM")] * N_BAD_SCANS)
+    run.process.start()
+    try:
+        run.process.wait_ready(120)
+        yield run
+    finally:
+        run.process.stop()
+
+
+def records(run: WorkerRun, topic: str, expected: int) -> list:
+    """All records of `topic` once there are at least `expected`."""
+
+    def enough() -> list | None:
+        got = run.read(topic)
+        return got if len(got) >= expected else None
+
+    return wait_for(f"{expected} records on {topic}", enough)  # type: ignore[return-value]
+
+
+def predictions_by_kind(run: WorkerRun, expected: int) -> dict[str, int]:
+    """Predictions on the topic per `kind`, once there are at least `expected`."""
+    counts: dict[str, int] = {}
+    for record in records(run, run.topics.predictions, expected):
+        kind = json.loads(record.value)["kind"]
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def metrics_when(run: WorkerRun, what: str, predicate: Callable[[dict], bool]) -> dict:
+    """The worker's samples once `predicate` holds for them."""
+
+    def check() -> dict | None:
+        samples = run.metrics()
+        return samples if predicate(samples) else None
+
+    return wait_for(what, check)  # type: ignore[return-value]
+
+
+def ready_status(run: WorkerRun) -> tuple[int, bytes]:
+    return get(run.url + "/ready")
