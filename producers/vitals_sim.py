@@ -10,6 +10,7 @@ every minute, and SpO2 probe-off episodes leave gaps (None), as real feeds do.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import numpy as np
@@ -28,6 +29,35 @@ _DECIMALS = (0, 0, 0, 0, 0, 1)
 # change at the peak of a deterioration episode
 _DETERIORATION = np.array([35.0, -9.0, 12.0, -35.0, -18.0, 1.6])
 NIBP_EVERY_S, TEMP_EVERY_S = 300.0, 60.0
+_BLOCK = 256  # steps per block of the vectorised OU recursion
+
+
+@functools.lru_cache(maxsize=8)
+def _ou_kernel(interval_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel [6, B, B] decay^(j-k) for k <= j, and [B, 6] decay^(j+1) (carry-over)."""
+    decay = np.exp(-interval_s / _TAU)
+    lags = np.arange(_BLOCK)
+    gap = lags[:, None] - lags[None, :]
+    kernel = np.where(gap[None] >= 0, decay[:, None, None] ** np.maximum(gap, 0)[None], 0.0)
+    return kernel, decay[None, :] ** (lags[:, None] + 1)
+
+
+def _ou_noise(rng: np.random.Generator, steps: int, interval_s: float) -> np.ndarray:
+    """Ornstein-Uhlenbeck deviations [steps, 6]: x[i] = decay * x[i-1] + e[i], x[-1] = 0.
+
+    Computed block-wise with a lower-triangular matrix of decay powers (exact, no per-step
+    Python loop).
+    """
+    decay = np.exp(-interval_s / _TAU)
+    shocks = _NOISE * np.sqrt(1 - decay**2) * rng.standard_normal((steps, 6))
+    kernel, carry = _ou_kernel(interval_s)
+    out, state = np.empty((steps, 6)), np.zeros(6)
+    for start in range(0, steps, _BLOCK):
+        block = shocks[start : start + _BLOCK]
+        n = len(block)
+        out[start : start + n] = np.einsum("cjk,kc->jc", kernel[:, :n, :n], block) + carry[:n] * state
+        state = out[start + n - 1]
+    return out
 
 
 def _trajectory(rng: np.random.Generator, steps: int, interval_s: float) -> np.ndarray:
@@ -40,12 +70,7 @@ def _trajectory(rng: np.random.Generator, steps: int, interval_s: float) -> np.n
         ramp = max(int(rng.uniform(0.1, 0.3) * steps), 1)
         level = np.clip((np.arange(steps) - onset) / ramp, 0.0, 1.0)
         drift = level[:, None] * _DETERIORATION * rng.uniform(0.6, 1.0)
-    decay = np.exp(-interval_s / _TAU)
-    state = np.zeros(6)
-    values = np.empty((steps, 6))
-    for i in range(steps):
-        state = decay * state + _NOISE * np.sqrt(1 - decay**2) * rng.standard_normal(6)
-        values[i] = base + drift[i] + state
+    values = base + drift + _ou_noise(rng, steps, interval_s)
     values = np.clip(values, _LOW, _HIGH)
     values[:, 4] = np.maximum(np.minimum(values[:, 4], values[:, 3] - 15.0), _LOW[4])  # pulse pressure
     return values
@@ -65,11 +90,10 @@ def _observed(rng: np.random.Generator, values: np.ndarray, interval_s: float) -
     while i < steps:  # SpO2 probe-off episodes, ~1 per 10 minutes, 5-60 s each
         i += int(rng.exponential(600.0 / interval_s)) + 1
         seen[i : i + int(rng.uniform(5, 60) / interval_s) + 1, 1] = False
-    rows: list[Row] = []
-    for value_row, seen_row in zip(values, seen):
-        rows.append([round(float(v), d) if s else None
-                     for v, s, d in zip(value_row, seen_row, _DECIMALS)])
-    return rows
+    reported = np.column_stack([np.round(values[:, c], d) for c, d in enumerate(_DECIMALS)])
+    cells = reported.astype(object)
+    cells[~seen] = None
+    return cells.tolist()
 
 
 def simulate(
