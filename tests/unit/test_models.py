@@ -160,3 +160,12 @@ def test_committed_config_hash_matches_model(model: str) -> None:
     params = read_config_parameters(REPOSITORY / model / "config.pbtxt")
     assert params["model_sha256"] == sha256_file(REPOSITORY / model / "1" / "model.onnx")
     assert "instance_group" not in (REPOSITORY / model / "config.pbtxt").read_text()
+
+
+def test_training_is_reproducible_with_a_seed() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64)).astype(np.uint8) for _ in range(4)]
+    data = ImageSet(images, np.array([0, 1, 0, 1]), ["a", "b"], ["1", "2", "3", "4"], "test")
+    config = ScanTrainConfig(epochs=2, batch_size=4, crops_per_image=2, seed=7)
+    first, second = (train_scan(data, np.arange(4), config).state_dict() for _ in range(2))
+    assert all(torch.equal(first[k], second[k]) for k in first)
