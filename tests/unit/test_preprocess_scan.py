@@ -149,3 +149,12 @@ def test_real_dicom_files(name: str) -> None:
     out = dicom_to_tensor(pydicom.dcmread(get_testdata_file(name)))
     assert out.shape == (1, IMAGE_SIZE, IMAGE_SIZE) and np.isfinite(out).all()
     assert 0.0 <= out.min() < out.max() <= 1.0
+
+
+def test_worker_preprocessing_needs_neither_torch_nor_pil() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, worker.preprocess, triton_models.cli; "
+            "bad = {'torch', 'PIL'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
