@@ -6,11 +6,14 @@ Shared by tests/unit/test_dashboard.py and tests/integration/test_observability.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import promql_parser
+import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -162,3 +165,19 @@ def problems(expr: str, series: dict[str, frozenset[str]]) -> list[str]:
         if missing := set(by) - available:
             out.append(f"by {sorted(missing)} but the series carry {sorted(available)}")
     return out
+
+
+def prometheus_binary(name: str) -> str:
+    """Path of `promtool` or `prometheus` (Debian package `prometheus`): on PATH, or next to
+    $MEDSTREAM_PROMTOOL. Skips without it, unless MEDSTREAM_REQUIRE_PROMTOOL=1 (CI, which
+    installs it) makes a missing binary a failure."""
+    configured = os.environ.get("MEDSTREAM_PROMTOOL")
+    candidates = [str(Path(configured).with_name(name))] if configured else []
+    candidates.append(shutil.which(name) or "")
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    message = f"{name} not found (PATH, or beside MEDSTREAM_PROMTOOL)"
+    if os.environ.get("MEDSTREAM_REQUIRE_PROMTOOL") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

@@ -111,11 +111,15 @@ def _topic(settings: Settings) -> Callable[..., str]:
 
 
 @contextmanager
-def running_worker(settings: Settings, state: Path) -> Iterator[WorkerRun]:
+def running_worker(settings: Settings, state: Path, web_port: int = 0) -> Iterator[WorkerRun]:
     """A ready worker on fresh 4-partition topics whose backlog was sent before it started
     (so that take(max, within) fills batches): N_VITALS windows + N_BAD_VITALS bad JSON,
-    N_SCANS DICOM files + N_BAD_SCANS garbage. Stopped (SIGTERM) on exit."""
-    run = WorkerRun(settings, WorkerProcess(settings, Topics.create(_topic(settings)), state))
+    N_SCANS DICOM files + N_BAD_SCANS garbage. Web port `web_port` (0: a free one).
+    Stopped (SIGTERM) on exit."""
+    process = WorkerProcess(settings, Topics.create(_topic(settings)), state)
+    if web_port:
+        process.web_port = web_port
+    run = WorkerRun(settings, process)
     run.send("vitals", vitals_messages(N_VITALS) + [(b"k", b"{not json")] * N_BAD_VITALS)
     scans = [(uid.encode(), data) for uid, data in dicom_scans(N_SCANS)]
     run.send("scan", scans + [(b"k", b"\x00garbage, not DICOM")] * N_BAD_SCANS)

@@ -1,32 +1,24 @@
 """Prometheus' own checker on the shipped config and rules: check config, check rules, test rules.
 
-promtool comes from the Debian package `prometheus` (e.g. `apt-get download prometheus &&
-dpkg -x prometheus_*.deb DIR` puts it at DIR/usr/bin/promtool without installing a server).
-It is found on PATH or at $MEDSTREAM_PROMTOOL. Without it these tests are skipped, unless
-MEDSTREAM_REQUIRE_PROMTOOL=1 (set it in CI once promtool is installed there) makes that a failure.
+promtool comes from the Debian package `prometheus` (`apt-get download prometheus && dpkg -x
+prometheus_*.deb DIR` puts it at DIR/usr/bin/promtool without installing a server; .ci/run does
+that). It is found on PATH or at $MEDSTREAM_PROMTOOL. Without it these tests are skipped, unless
+MEDSTREAM_REQUIRE_PROMTOOL=1 (set by .ci/run) makes that a failure.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
-from observability_queries import ROOT
+from observability_queries import ROOT, prometheus_binary
 
 PROM_DIR = ROOT / "deploy/prometheus"
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = os.environ.get("MEDSTREAM_PROMTOOL") or shutil.which("promtool")
-    if path and os.access(path, os.X_OK):
-        return path
-    message = "promtool not found (PATH or MEDSTREAM_PROMTOOL)"
-    if os.environ.get("MEDSTREAM_REQUIRE_PROMTOOL") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    return prometheus_binary("promtool")
 
 
 def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
