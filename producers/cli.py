@@ -114,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hl7 = listeners.add_parser("hl7", help="HL7 v2 MLLP listener for ORU^R01 vital signs -> vitals")
     hl7.add_argument("--host", dest="set_hl7_host", help="listen address (default 127.0.0.1)")
     hl7.add_argument("--port", dest="set_hl7_port", type=int, help="listen port (default 2575)")
+    hl7.add_argument("--timezone", dest="set_hl7_timezone", metavar="ZONE",
+                     help="IANA zone of times sent without an offset (default UTC)")
     hl7.add_argument("--interval", dest="set_hl7_interval_s", type=float,
                      help="seconds per window row (default 60)")
     hl7.add_argument("--window-len", dest="set_window_len", metavar="WINDOW_LEN", type=int, help="rows per window (60)")

@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
@@ -58,7 +59,7 @@ class Hl7Receiver:
         return build_ack(text, "AA")
 
     def _publish(self, text: str) -> None:
-        message = parse_oru(text, datetime.now(UTC))
+        message = parse_oru(text, datetime.now(UTC), ZoneInfo(self.settings.hl7_timezone))
         if message.unknown_codes:
             self.metrics.rejected.labels(SOURCE, "unknown_code").inc(len(message.unknown_codes))
         if message.invalid_values:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import hl7
 from hl7.exceptions import HL7Exception
@@ -59,16 +59,19 @@ def _field(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 
         return ""
 
 
-def parse_time(text: str) -> datetime | None:
-    """HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) as UTC; no offset = UTC; None if unusable."""
+def parse_time(text: str, local: tzinfo = UTC) -> datetime | None:
+    """HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) in UTC; None if unusable.
+
+    A time without an offset is in the sender's time zone `local`.
+    """
     text = text.strip()
     if not text:
         return None
     try:
-        return hl7.parse_datetime(text).astimezone(UTC) if _has_offset(text) else \
-            hl7.parse_datetime(text).replace(tzinfo=UTC)
+        moment = hl7.parse_datetime(text)
     except (ValueError, TypeError):
         return None
+    return (moment if _has_offset(text) else moment.replace(tzinfo=local)).astimezone(UTC)
 
 
 def _has_offset(text: str) -> bool:
@@ -80,8 +83,8 @@ def normalise(text: str) -> str:
     return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r") + "\r"
 
 
-def parse_oru(text: str, received_at: datetime) -> OruMessage:
-    """Parse one ORU^R01; raises Hl7Reject with the reason for a NAK."""
+def parse_oru(text: str, received_at: datetime, local: tzinfo = UTC) -> OruMessage:
+    """Parse one ORU^R01 (times without offset are in `local`); raises Hl7Reject for a NAK."""
     try:
         message = hl7.parse(normalise(text))
         msh = message.segment("MSH")
@@ -104,10 +107,10 @@ def parse_oru(text: str, received_at: datetime) -> OruMessage:
     if not patient_id:
         raise Hl7Reject("AE", "missing_field", "PID-3 patient identifier is empty",
                         ERR_REQUIRED_FIELD)
-    default_time = _default_time(message, msh, received_at)
+    default_time = _default_time(message, msh, received_at, local)
     result = OruMessage(control_id, patient_id, _device(message), [])
     for obx in message.segments("OBX") if _has(message, "OBX") else []:
-        _add_observation(result, obx, default_time)
+        _add_observation(result, obx, default_time, local)
     if not result.observations:
         detail = (f"unknown observation codes {sorted(set(result.unknown_codes))}"
                   if result.unknown_codes else "no numeric vital-sign OBX segment")
@@ -119,10 +122,12 @@ def _has(message: hl7.Message, name: str) -> bool:
     return any(str(segment[0]) == name for segment in message)
 
 
-def _default_time(message: hl7.Message, msh: hl7.Segment, received_at: datetime) -> datetime:
+def _default_time(
+    message: hl7.Message, msh: hl7.Segment, received_at: datetime, local: tzinfo
+) -> datetime:
     """OBR-7 observation time, else MSH-7, else the time we received the message."""
-    obr_time = parse_time(_field(message.segment("OBR"), 7)) if _has(message, "OBR") else None
-    return obr_time or parse_time(_field(msh, 7)) or received_at
+    obr = _field(message.segment("OBR"), 7) if _has(message, "OBR") else ""
+    return parse_time(obr, local) or parse_time(_field(msh, 7), local) or received_at
 
 
 def _device(message: hl7.Message) -> str:
@@ -134,7 +139,9 @@ def _device(message: hl7.Message) -> str:
     return _field(message.segment("MSH"), 3) or "hl7"
 
 
-def _add_observation(result: OruMessage, obx: hl7.Segment, default_time: datetime) -> None:
+def _add_observation(
+    result: OruMessage, obx: hl7.Segment, default_time: datetime, local: tzinfo
+) -> None:
     code, text = _field(obx, 3, 1), _field(obx, 3, 2)
     channel = channel_for(code, text)
     if channel is None:
@@ -148,7 +155,7 @@ def _add_observation(result: OruMessage, obx: hl7.Segment, default_time: datetim
         result.invalid_values += 1
         return
     units = [_field(obx, 6, 1), _field(obx, 6, 2)]
-    moment = parse_time(_field(obx, 14)) or default_time
+    moment = parse_time(_field(obx, 14), local) or default_time
     value = convert(channel, units, value)
     if not math.isfinite(value):
         result.invalid_values += 1

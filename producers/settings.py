@@ -6,8 +6,9 @@ Built once in the entry point from the environment (prefix `MEDSTREAM_`) and pas
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from worker.errors import ConfigurationError
 from worker.settings import Settings
@@ -37,6 +38,7 @@ class ProducerSettings(Settings):
     hl7_host: str = "127.0.0.1"
     hl7_port: int = Field(2575, ge=1, le=65535)
     hl7_interval_s: float = Field(60.0, gt=0)  # grid of HL7 windows: monitors chart per minute
+    hl7_timezone: str = "UTC"  # IANA zone of HL7 times sent without an offset (e.g. Europe/Berlin)
 
     # Vital-sign windows (shared by `produce vitals` and `receive hl7`)
     window_len: int = Field(60, ge=1, le=10_000)
@@ -55,6 +57,15 @@ class ProducerSettings(Settings):
         if self.deid and key is not None and len(key.get_secret_value()) < 16:
             raise ValueError("MEDSTREAM_PSEUDONYM_KEY must be at least 16 characters")
         return self
+
+    @field_validator("hl7_timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"MEDSTREAM_HL7_TIMEZONE: unknown time zone {value!r}") from exc
+        return value
 
     def require_key(self) -> bytes:
         """The pseudonym key as bytes; ConfigurationError when de-identification is on without one."""

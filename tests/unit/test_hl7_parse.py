@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import hl7
 import pytest
@@ -40,6 +41,10 @@ def test_time_defaults_to_obr7_and_honours_offsets() -> None:
     assert spo2.time == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert parse_time("20260101130000+0100") == datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert parse_time("garbage") is None
+    berlin = ZoneInfo("Europe/Berlin")  # HL7 times without an offset are the sender's local time
+    assert parse_time("20260701140000", berlin) == datetime(2026, 7, 1, 12, tzinfo=UTC)
+    message = parse_oru(ORU, NOW, berlin)
+    assert {o.time.hour for o in message.observations} == {11}  # 12:00 CET = 11:00 UTC
 
 
 @pytest.mark.parametrize(
