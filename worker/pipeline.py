@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -61,9 +63,12 @@ def _prepare_one(kind: Kind[Any], value: bytes) -> tuple[Any, np.ndarray]:
     except PoisonMessage:
         raise
     except Exception as exc:  # a decoder bug on odd input must not stop the stream
-        log.warning("unexpected %s while decoding a %s event", type(exc).__name__, kind.name,
-                    exc_info=True)
-        raise PoisonMessage("decode_error", f"unexpected {type(exc).__name__} while decoding") from exc
+        # where, not what: exception texts from decoders can quote element values (identifiers)
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        log.warning("unexpected %s at %s while decoding a %s event", type(exc).__name__, where,
+                    kind.name)
+        raise PoisonMessage("decode_error", f"unexpected {type(exc).__name__} at {where}") from exc
 
 
 async def _prepare_all(kind: Kind[Any], records: Sequence[InputRecord],
