@@ -33,7 +33,7 @@ class Metrics:
     circuit_open: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         """Register all metrics on `registry` (a fresh one when None)."""
         reg = registry if registry is not None else CollectorRegistry()
         p = "medstream_"
