@@ -132,13 +132,16 @@ def check_schema(obj: dict[str, Any], expected: str) -> None:
     raise PoisonMessage("schema", f"field 'schema' must be {expected!r}")
 
 
-def _text(obj: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+def _text(obj: dict[str, Any], name: str) -> str:
+    """A required identifier field: a non-empty string of bounded length."""
     value = obj.get(name)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
         raise PoisonMessage("schema", f"field {name!r} must be a non-empty string of at most {MAX_ID_CHARS} chars")
     return value
+
+
+def _optional_text(obj: dict[str, Any], name: str) -> str | None:
+    return None if obj.get(name) is None else _text(obj, name)
 
 
 def parse_utc(text: object, name: str) -> datetime:
@@ -162,9 +165,9 @@ def decode_scan_envelope(value: bytes) -> ScanEnvelope:
     if not isinstance(uri, str) or not uri or len(uri) > 4096:
         raise PoisonMessage("schema", "field 'uri' must be a non-empty string")
     return ScanEnvelope(
-        event_id=_text(obj, "event_id"),  # type: ignore[arg-type]
+        event_id=_text(obj, "event_id"),
         uri=uri,
-        patient_id=_text(obj, "patient_id", required=False),
+        patient_id=_optional_text(obj, "patient_id"),
     )
 
 
@@ -200,9 +203,9 @@ def decode_vitals(value: bytes) -> VitalsWindow:
         raise PoisonMessage("schema", "field 'interval_s' must be a positive number")
     order = _channel_order(obj.get("channels"))
     return VitalsWindow(
-        event_id=_text(obj, "event_id"),  # type: ignore[arg-type]
-        patient_id=_text(obj, "patient_id"),  # type: ignore[arg-type]
-        device_id=_text(obj, "device_id"),  # type: ignore[arg-type]
+        event_id=_text(obj, "event_id"),
+        patient_id=_text(obj, "patient_id"),
+        device_id=_text(obj, "device_id"),
         start=parse_utc(obj.get("start"), "start"),
         interval_s=float(interval),
         values=_reorder(obj.get("values"), order, len(obj["channels"])),

@@ -32,7 +32,7 @@ def status_code(exc: InferenceServerException) -> str | None:
     return status.rsplit(".", 1)[-1] if status else None
 
 
-def classify_error(exc: BaseException) -> Exception:
+def classify_error(exc: Exception) -> Exception:
     """The typed medstream error for a failed Triton call (the original when unexpected)."""
     if isinstance(exc, InferenceServerException):
         code = status_code(exc)
@@ -45,7 +45,7 @@ def classify_error(exc: BaseException) -> Exception:
         return RetryableInference("DEADLINE_EXCEEDED", "client-side timeout")
     if isinstance(exc, OSError):
         return RetryableInference("CONNECTION", f"{type(exc).__name__}: {exc}")
-    return exc  # type: ignore[return-value]
+    return exc
 
 
 def _dims(values: list[Any]) -> tuple[int, ...]:
