@@ -16,6 +16,10 @@ from worker.errors import PoisonMessage
 IMAGE_SIZE = 128
 """Side of the square model input; the CNN input is float32 [1, IMAGE_SIZE, IMAGE_SIZE]."""
 
+MAX_DECODED_BYTES = 256 * 2**20
+"""Largest pixel array (every frame) decoded; bigger ones are refused before decoding, so a
+small compressed file cannot make the worker allocate gigabytes (decompression bomb)."""
+
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
 _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -95,9 +99,25 @@ def dataset_window(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return centre, width
 
 
-def _decode(ds: pydicom.Dataset) -> np.ndarray:
+def decoded_bytes(ds: pydicom.Dataset) -> int:
+    """Size of the pixel array that decoding `ds` would allocate, from its header alone."""
+    try:
+        dims = [int(ds.get(tag, default) or default) for tag, default in (
+            ("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1))]
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PoisonMessage("pixel_decode", f"malformed image dimensions: {type(exc).__name__}") from exc
+    if min(dims) < 1 or bits < 1:
+        raise PoisonMessage("shape", f"invalid image dimensions {dims} x {bits} bits")
+    return int(np.prod(dims, dtype=object)) * ((bits + 7) // 8)
+
+
+def _decode(ds: pydicom.Dataset, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     if not any(element in ds for element in _PIXEL_ELEMENTS):
         raise PoisonMessage("no_pixel_data", "DICOM dataset has no pixel data")
+    size = decoded_bytes(ds)
+    if size > max_bytes:
+        raise PoisonMessage("oversize", f"decoded pixel data of {size} bytes exceeds {max_bytes}")
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom raises many types for corrupt/unsupported pixel data
