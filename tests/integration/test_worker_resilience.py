@@ -122,3 +122,31 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(settings: Settings, topic
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_failed_delivery_stops_the_worker_without_committing(settings: Settings, topic_factory,
+                                                             tmp_path: Path) -> None:
+    topics = Topics.create(topic_factory, partitions=1)
+    # the producer refuses records over 4 KiB: the dead letter of a 64 KiB input cannot be delivered
+    small = WorkerProcess(settings, topics, tmp_path / "worker",
+                          extra_env={"MEDSTREAM_PRODUCER_MAX_REQUEST_SIZE": "4096"}).start()
+    second: WorkerProcess | None = None
+    try:
+        small.wait_ready()
+        big_poison = b"\0" * 128 + b"DICM" + b"\xff" * 65536
+        publish(settings, topics.vitals, [(b"before", vitals_window("before"))])
+        collect(settings, topics, lambda o: b"before" in keys(o, topics.predictions), 30, small)
+        publish(settings, topics.scans, [(b"big-poison", big_poison)])
+        assert small.proc is not None and small.proc.wait(timeout=30) == 70
+        assert "exiting without acking" in small.log_tail(200)
+
+        second = WorkerProcess(settings, topics, small.state_dir, app_id=small.app_id).start()
+        outputs = collect(settings, topics, lambda o: b"big-poison" in keys(o, topics.deadletter),
+                          45, second)
+        dead = [o for o in outputs if o.topic == topics.deadletter]
+        assert [o.key for o in dead] == [b"big-poison"] and dead[0].value == big_poison
+        assert dead[0].headers["error.type"] == b"dicom_decode"
+    finally:
+        small.stop()
+        if second is not None:
+            second.stop()
