@@ -10,7 +10,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -90,3 +90,9 @@ class Settings(BaseSettings):
     def _check_address(cls, value: str) -> str:
         host_port(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
+        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fake_backend import FakeBackend
+from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
 from worker.agents.scans import scan_model_spec
@@ -14,6 +15,7 @@ from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import check_model, classify_error
 from worker.metrics import Metrics
+from worker.settings import Settings
 
 
 def test_chunks_cover_the_batch_in_order() -> None:
@@ -38,6 +40,11 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     assert [b.delay(n, rand=lambda: 1.0) for n in range(6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
     assert [b.delay(n, rand=lambda: 0.0) for n in range(3)] == pytest.approx([0.05, 0.1, 0.2])
     assert b.delay(10_000) <= 1.0
+
+
+def test_backoff_settings_are_validated() -> None:
+    with pytest.raises(ValidationError, match="retry_max_s"):
+        Settings(_env_file=None, retry_initial_s=2.0, retry_max_s=1.0)
 
 
 def test_breaker_opens_at_threshold_and_closes_on_success() -> None:
