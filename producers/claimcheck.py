@@ -45,8 +45,15 @@ def _safe_name(event_id: str) -> str:
 
 
 def envelope(
-    *, event_id: str, uri: str, data: bytes, study_uid: str, series_uid: str, sop_uid: str,
-    patient_id: str, modality: str,
+    *,
+    event_id: str,
+    uri: str,
+    data: bytes,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    patient_id: str,
+    modality: str,
 ) -> bytes:
     """The JSON envelope published in place of a claim-checked file (deterministic bytes)."""
     body = {

@@ -39,7 +39,9 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
-    parser.add_argument("--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT")
+    parser.add_argument(
+        "--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT"
+    )
     parser.add_argument("--metrics-port", type=int, help=metrics_help)
 
 
@@ -69,58 +71,153 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scans.add_argument("--rate", type=float, help="at most this many messages per second")
     scans.add_argument("--loop", action="store_true", help="repeat the inputs until interrupted")
     scans.add_argument("--limit", type=int, help="stop after reading this many inputs")
-    scans.add_argument("--topic", dest="set_topic_scans", metavar="TOPIC", help="topic (default MEDSTREAM_TOPIC_SCANS)")
-    scans.add_argument("--claim-check-dir", dest="set_claim_check_dir", metavar="CLAIM_CHECK_DIR", type=Path,
-                       help="store for files over the message limit")
+    scans.add_argument(
+        "--topic",
+        dest="set_topic_scans",
+        metavar="TOPIC",
+        help="topic (default MEDSTREAM_TOPIC_SCANS)",
+    )
+    scans.add_argument(
+        "--claim-check-dir",
+        dest="set_claim_check_dir",
+        metavar="CLAIM_CHECK_DIR",
+        type=Path,
+        help="store for files over the message limit",
+    )
     _add_common(scans, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
     scans.set_defaults(func=_guarded(commands.produce_scans))
 
     vitals = kinds.add_parser("vitals", help="publish vital-sign windows (CSV, MIT-BIH, simulated)")
     source = vitals.add_mutually_exclusive_group(required=True)
-    source.add_argument("--csv", nargs="+", type=Path,
-                        help="CSV: time,patient_id[,device_id],hr,spo2,rr,sbp,dbp,temp (any subset)")
-    source.add_argument("--mitbih", action="store_true",
-                        help="heart rate from the real MIT-BIH record 208 ECG excerpt (scipy)")
-    source.add_argument("--simulate", type=int, metavar="N",
-                        help="N SYNTHETIC patients (load tests; not real data)")
-    vitals.add_argument("--duration", type=float, default=600.0,
-                        help="seconds of data per simulated patient (default 600)")
+    source.add_argument(
+        "--csv",
+        nargs="+",
+        type=Path,
+        help="CSV: time,patient_id[,device_id],hr,spo2,rr,sbp,dbp,temp (any subset)",
+    )
+    source.add_argument(
+        "--mitbih",
+        action="store_true",
+        help="heart rate from the real MIT-BIH record 208 ECG excerpt (scipy)",
+    )
+    source.add_argument(
+        "--simulate", type=int, metavar="N", help="N SYNTHETIC patients (load tests; not real data)"
+    )
+    vitals.add_argument(
+        "--duration",
+        type=float,
+        default=600.0,
+        help="seconds of data per simulated patient (default 600)",
+    )
     vitals.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
-    vitals.add_argument("--start", help="ISO-8601 time of the first sample (default now); fixes "
-                        "event ids across re-runs of --mitbih/--simulate")
-    vitals.add_argument("--window-len", dest="set_window_len", metavar="WINDOW_LEN", type=int, help="rows per window (60)")
-    vitals.add_argument("--hop", dest="set_window_hop", metavar="HOP", type=int, help="rows between windows (30)")
-    vitals.add_argument("--interval", dest="set_interval_s", metavar="INTERVAL", type=float,
-                        help="seconds between rows (default 1)")
+    vitals.add_argument(
+        "--start",
+        help="ISO-8601 time of the first sample (default now); fixes "
+        "event ids across re-runs of --mitbih/--simulate",
+    )
+    vitals.add_argument(
+        "--window-len",
+        dest="set_window_len",
+        metavar="WINDOW_LEN",
+        type=int,
+        help="rows per window (60)",
+    )
+    vitals.add_argument(
+        "--hop", dest="set_window_hop", metavar="HOP", type=int, help="rows between windows (30)"
+    )
+    vitals.add_argument(
+        "--interval",
+        dest="set_interval_s",
+        metavar="INTERVAL",
+        type=float,
+        help="seconds between rows (default 1)",
+    )
     vitals.add_argument("--rate", type=float, help="at most this many windows per second")
-    vitals.add_argument("--topic", dest="set_topic_vitals", metavar="TOPIC", help="topic (default MEDSTREAM_TOPIC_VITALS)")
+    vitals.add_argument(
+        "--topic",
+        dest="set_topic_vitals",
+        metavar="TOPIC",
+        help="topic (default MEDSTREAM_TOPIC_VITALS)",
+    )
     _add_common(vitals, "metrics port (default MEDSTREAM_PRODUCE_METRICS_PORT=9112, 0 = off)")
     vitals.set_defaults(func=_guarded(commands.produce_vitals))
 
     receive = subparsers.add_parser("receive", help="run a DICOM or HL7 listener feeding Kafka")
     listeners = receive.add_subparsers(dest="kind", required=True)
     dicom = listeners.add_parser("dicom", help="DICOM C-STORE SCP (C-ECHO too) -> scans")
-    dicom.add_argument("--host", dest="set_dicom_host", metavar="HOST", help="listen address (default 127.0.0.1)")
-    dicom.add_argument("--port", dest="set_dicom_port", metavar="PORT", type=int, help="listen port (default 11112)")
-    dicom.add_argument("--ae-title", dest="set_dicom_ae_title", metavar="AE_TITLE", help="our AE title (MEDSTREAM)")
-    dicom.add_argument("--topic", dest="set_topic_scans", metavar="TOPIC", help="topic (default MEDSTREAM_TOPIC_SCANS)")
-    dicom.add_argument("--claim-check-dir", dest="set_claim_check_dir", metavar="CLAIM_CHECK_DIR", type=Path,
-                       help="store for instances over the message limit")
-    dicom.add_argument("--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT")
-    dicom.add_argument("--metrics-port", dest="set_dicom_metrics_port", metavar="METRICS_PORT", type=int,
-                       help="metrics port (default 9110, 0 = off)")
+    dicom.add_argument(
+        "--host", dest="set_dicom_host", metavar="HOST", help="listen address (default 127.0.0.1)"
+    )
+    dicom.add_argument(
+        "--port",
+        dest="set_dicom_port",
+        metavar="PORT",
+        type=int,
+        help="listen port (default 11112)",
+    )
+    dicom.add_argument(
+        "--ae-title", dest="set_dicom_ae_title", metavar="AE_TITLE", help="our AE title (MEDSTREAM)"
+    )
+    dicom.add_argument(
+        "--topic",
+        dest="set_topic_scans",
+        metavar="TOPIC",
+        help="topic (default MEDSTREAM_TOPIC_SCANS)",
+    )
+    dicom.add_argument(
+        "--claim-check-dir",
+        dest="set_claim_check_dir",
+        metavar="CLAIM_CHECK_DIR",
+        type=Path,
+        help="store for instances over the message limit",
+    )
+    dicom.add_argument(
+        "--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT"
+    )
+    dicom.add_argument(
+        "--metrics-port",
+        dest="set_dicom_metrics_port",
+        metavar="METRICS_PORT",
+        type=int,
+        help="metrics port (default 9110, 0 = off)",
+    )
     dicom.set_defaults(func=_guarded(commands.receive_dicom))
 
     hl7 = listeners.add_parser("hl7", help="HL7 v2 MLLP listener for ORU^R01 vital signs -> vitals")
     hl7.add_argument("--host", dest="set_hl7_host", help="listen address (default 127.0.0.1)")
     hl7.add_argument("--port", dest="set_hl7_port", type=int, help="listen port (default 2575)")
-    hl7.add_argument("--timezone", dest="set_hl7_timezone", metavar="ZONE",
-                     help="IANA zone of times sent without an offset (default UTC)")
-    hl7.add_argument("--interval", dest="set_hl7_interval_s", type=float,
-                     help="seconds per window row (default 60)")
-    hl7.add_argument("--window-len", dest="set_window_len", metavar="WINDOW_LEN", type=int, help="rows per window (60)")
-    hl7.add_argument("--topic", dest="set_topic_vitals", metavar="TOPIC", help="topic (default MEDSTREAM_TOPIC_VITALS)")
-    hl7.add_argument("--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT")
-    hl7.add_argument("--metrics-port", dest="set_hl7_metrics_port", type=int,
-                     help="metrics port (default 9111, 0 = off)")
+    hl7.add_argument(
+        "--timezone",
+        dest="set_hl7_timezone",
+        metavar="ZONE",
+        help="IANA zone of times sent without an offset (default UTC)",
+    )
+    hl7.add_argument(
+        "--interval",
+        dest="set_hl7_interval_s",
+        type=float,
+        help="seconds per window row (default 60)",
+    )
+    hl7.add_argument(
+        "--window-len",
+        dest="set_window_len",
+        metavar="WINDOW_LEN",
+        type=int,
+        help="rows per window (60)",
+    )
+    hl7.add_argument(
+        "--topic",
+        dest="set_topic_vitals",
+        metavar="TOPIC",
+        help="topic (default MEDSTREAM_TOPIC_VITALS)",
+    )
+    hl7.add_argument(
+        "--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT"
+    )
+    hl7.add_argument(
+        "--metrics-port",
+        dest="set_hl7_metrics_port",
+        type=int,
+        help="metrics port (default 9111, 0 = off)",
+    )
     hl7.set_defaults(func=_guarded(commands.receive_hl7))

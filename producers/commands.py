@@ -56,12 +56,20 @@ def produce_scans(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     pseudonyms = pseudonymizer(settings)
-    metrics = metrics_for(settings, args.metrics_port or settings.produce_metrics_port, required=False)
+    metrics = metrics_for(
+        settings, args.metrics_port or settings.produce_metrics_port, required=False
+    )
     publisher = Publisher(settings, client_id="medstream-produce-scans")
     try:
         tally = run(
-            args.paths, settings, publisher, metrics, pseudonyms=pseudonyms,
-            rate=args.rate, loop=args.loop, limit=args.limit,
+            args.paths,
+            settings,
+            publisher,
+            metrics,
+            pseudonyms=pseudonyms,
+            rate=args.rate,
+            loop=args.loop,
+            limit=args.limit,
         )
     finally:
         publisher.close()
@@ -83,7 +91,10 @@ def _vitals_series(args: argparse.Namespace, settings: ProducerSettings) -> tupl
     start, interval = _start_time(args.start), settings.interval_s
     if args.simulate is not None:
         series = vitals_sim.simulate(
-            args.simulate, duration_s=args.duration, interval_s=interval, start=start,
+            args.simulate,
+            duration_s=args.duration,
+            interval_s=interval,
+            start=start,
             seed=args.seed,
         )
         return "simulate", series, []
@@ -109,7 +120,9 @@ def produce_vitals(args: argparse.Namespace) -> int:
         source, series, skipped = _vitals_series(args, settings)
     except (SourceError, ValueError) as exc:
         raise ConfigurationError(str(exc)) from exc
-    metrics = metrics_for(settings, args.metrics_port or settings.produce_metrics_port, required=False)
+    metrics = metrics_for(
+        settings, args.metrics_port or settings.produce_metrics_port, required=False
+    )
     progress = Progress(f"vitals ({source})")
     for where, reason in skipped:
         metrics.rejected.labels(source, "bad_row").inc()
@@ -117,9 +130,16 @@ def produce_vitals(args: argparse.Namespace) -> int:
     publisher = Publisher(settings, client_id=f"medstream-produce-vitals-{source}")
     try:
         tally = run(
-            series, publisher, metrics, topic=settings.topic_vitals, source=source,
-            pseudonyms=pseudonyms, window_len=settings.window_len, hop=settings.window_hop,
-            rate=args.rate, progress=progress,
+            series,
+            publisher,
+            metrics,
+            topic=settings.topic_vitals,
+            source=source,
+            pseudonyms=pseudonyms,
+            window_len=settings.window_len,
+            hop=settings.window_hop,
+            rate=args.rate,
+            progress=progress,
         )
     finally:
         publisher.close()
@@ -148,7 +168,9 @@ def receive_dicom(args: argparse.Namespace) -> int:
         print(
             f"DICOM SCP {settings.dicom_ae_title} on {settings.dicom_host}:{settings.dicom_port} "
             f"-> {settings.topic_scans}; metrics on {settings.metrics_host}:"
-            f"{settings.dicom_metrics_port}", file=sys.stderr, flush=True,
+            f"{settings.dicom_metrics_port}",
+            file=sys.stderr,
+            flush=True,
         )
         try:
             _wait_for_signal()
@@ -176,7 +198,9 @@ def receive_hl7(args: argparse.Namespace) -> int:
         print(
             f"HL7 MLLP listener on {settings.hl7_host}:{settings.hl7_port} -> "
             f"{settings.topic_vitals}; metrics on {settings.metrics_host}:"
-            f"{settings.hl7_metrics_port}", file=sys.stderr, flush=True,
+            f"{settings.hl7_metrics_port}",
+            file=sys.stderr,
+            flush=True,
         )
         await serve(Hl7Receiver(settings, publisher, metrics, pseudonyms), stop)
 

@@ -50,8 +50,10 @@ class StoreHandler:
         try:
             data = event.encoded_dataset(include_meta=True)
             scan = build_scan_event(
-                data, pseudonyms=self.pseudonyms,
-                max_message_bytes=self.settings.max_message_bytes, store=self._store,
+                data,
+                pseudonyms=self.pseudonyms,
+                max_message_bytes=self.settings.max_message_bytes,
+                store=self._store,
             )
         except PoisonMessage as exc:
             self.metrics.rejected.labels(SOURCE, exc.reason).inc()
@@ -104,7 +106,9 @@ def start_scp(handler: StoreHandler) -> ThreadedAssociationServer:
         (settings.dicom_host, settings.dicom_port), block=False, evt_handlers=handlers
     )
     log.info(
-        "DICOM SCP %s listening on %s:%d", settings.dicom_ae_title, settings.dicom_host,
+        "DICOM SCP %s listening on %s:%d",
+        settings.dicom_ae_title,
+        settings.dicom_host,
         settings.dicom_port,
     )
     return server

@@ -74,13 +74,19 @@ class Hl7Receiver:
         event = "hl7-" + digest[:32]
         try:
             self.publisher.publish(
-                self.settings.topic_vitals, patient.encode(), encode_window(window, event),
+                self.settings.topic_vitals,
+                patient.encode(),
+                encode_window(window, event),
                 [("content-type", b"application/json")],
             )
         except PublishFailed as exc:
             self.metrics.failed.labels(SOURCE).inc()
-            raise Hl7Reject("AE", "kafka_unavailable", "not stored, retry later: Kafka did not "
-                            "acknowledge", ERR_APPLICATION) from exc
+            raise Hl7Reject(
+                "AE",
+                "kafka_unavailable",
+                "not stored, retry later: Kafka did not acknowledge",
+                ERR_APPLICATION,
+            ) from exc
         self.metrics.published.labels(SOURCE, self.settings.topic_vitals).inc()
 
 

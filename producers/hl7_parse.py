@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 _PARSE_ERRORS = (HL7Exception, IndexError, KeyError, ValueError, TypeError)  # hl7.parse on garbage
 ACCEPTED_STATUSES = frozenset({"", "F", "R", "P", "C", "S", "I"})  # OBX-11; X/D/W are not values
 # HL7 table 0357 message error condition codes used in ERR-3
-ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = "101", "102", "200", "207"
+ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = (
+    "101",
+    "102",
+    "200",
+    "207",
+)
 
 
 class Hl7Reject(Exception):
@@ -89,31 +94,41 @@ def parse_oru(text: str, received_at: datetime, local: tzinfo = UTC) -> OruMessa
         message = hl7.parse(normalise(text))
         msh = message.segment("MSH")
     except _PARSE_ERRORS as exc:
-        raise Hl7Reject("AR", "malformed", f"not an HL7 v2 message: {type(exc).__name__}",
-                        ERR_APPLICATION) from exc
+        raise Hl7Reject(
+            "AR", "malformed", f"not an HL7 v2 message: {type(exc).__name__}", ERR_APPLICATION
+        ) from exc
     msg_type = f"{_field(msh, 9, 1)}^{_field(msh, 9, 2)}"
     control_id = _field(msh, 10)
     if msg_type != "ORU^R01":
-        raise Hl7Reject("AR", "unsupported_type", f"message type {msg_type} is not supported "
-                        "(only ORU^R01)", ERR_UNSUPPORTED_TYPE)
+        raise Hl7Reject(
+            "AR",
+            "unsupported_type",
+            f"message type {msg_type} is not supported (only ORU^R01)",
+            ERR_UNSUPPORTED_TYPE,
+        )
     if not control_id:
-        raise Hl7Reject("AR", "missing_field", "MSH-10 message control id is empty",
-                        ERR_REQUIRED_FIELD)
+        raise Hl7Reject(
+            "AR", "missing_field", "MSH-10 message control id is empty", ERR_REQUIRED_FIELD
+        )
     try:
         pid = message.segment("PID")
     except KeyError as exc:
         raise Hl7Reject("AE", "missing_field", "no PID segment", ERR_REQUIRED_FIELD) from exc
     patient_id = _field(pid, 3)
     if not patient_id:
-        raise Hl7Reject("AE", "missing_field", "PID-3 patient identifier is empty",
-                        ERR_REQUIRED_FIELD)
+        raise Hl7Reject(
+            "AE", "missing_field", "PID-3 patient identifier is empty", ERR_REQUIRED_FIELD
+        )
     default_time = _default_time(message, msh, received_at, local)
     result = OruMessage(control_id, patient_id, _device(message), [])
     for obx in message.segments("OBX") if _has(message, "OBX") else []:
         _add_observation(result, obx, default_time, local)
     if not result.observations:
-        detail = (f"unknown observation codes {sorted(set(result.unknown_codes))}"
-                  if result.unknown_codes else "no numeric vital-sign OBX segment")
+        detail = (
+            f"unknown observation codes {sorted(set(result.unknown_codes))}"
+            if result.unknown_codes
+            else "no numeric vital-sign OBX segment"
+        )
         raise Hl7Reject("AE", "no_vitals", f"no usable vital sign: {detail}", ERR_DATA_TYPE)
     return result
 
@@ -178,7 +193,9 @@ def build_ack(text: str, ack_code: str, error: Hl7Reject | None = None) -> str:
     except (*_PARSE_ERRORS, AttributeError):  # no MSH, or one create_ack cannot copy
         control = _safe(_field(msh, 10)) if msh is not None else ""
         sender = _safe(_field(msh, 3)) if msh is not None else ""
-        minimal = hl7.parse(f"MSH|^~\\&|{sender}||MEDSTREAM||{_now()}||ACK^R01^ACK|{control}|P|2.5\r")
+        minimal = hl7.parse(
+            f"MSH|^~\\&|{sender}||MEDSTREAM||{_now()}||ACK^R01^ACK|{control}|P|2.5\r"
+        )
         ack = minimal.create_ack(ack_code, application="MEDSTREAM")
     if error is not None:
         detail = _safe(str(error))

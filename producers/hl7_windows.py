@@ -18,7 +18,7 @@ from worker.preprocess.vitals import CHANNELS
 
 
 class PatientWindows:
-    """Recent slots per patient; the least recently updated patients are evicted past `max_patients`."""
+    """Recent slots per patient; least recently updated patients go first past `max_patients`."""
 
     def __init__(self, *, length: int, interval_s: float, max_patients: int = 10_000) -> None:
         self.length, self.interval_s, self.max_patients = length, interval_s, max_patients

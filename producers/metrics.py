@@ -32,30 +32,38 @@ class ProducerMetrics:
             received=Counter(
                 "medstream_producer_received_total",
                 "Inputs received (files, C-STORE requests, HL7 messages, vital windows)",
-                ["source"], registry=registry,
+                ["source"],
+                registry=registry,
             ),
             published=Counter(
                 "medstream_producer_published_total",
-                "Messages acknowledged by Kafka", ["source", "topic"], registry=registry,
+                "Messages acknowledged by Kafka",
+                ["source", "topic"],
+                registry=registry,
             ),
             rejected=Counter(
                 "medstream_producer_rejected_total",
-                "Inputs rejected as unusable (not published)", ["source", "reason"],
+                "Inputs rejected as unusable (not published)",
+                ["source", "reason"],
                 registry=registry,
             ),
             failed=Counter(
                 "medstream_producer_publish_failures_total",
-                "Messages Kafka did not acknowledge", ["source"], registry=registry,
+                "Messages Kafka did not acknowledge",
+                ["source"],
+                registry=registry,
             ),
             claim_checks=Counter(
                 "medstream_producer_claim_checks_total",
-                "Scans sent by claim-check (file stored, envelope published)", ["source"],
+                "Scans sent by claim-check (file stored, envelope published)",
+                ["source"],
                 registry=registry,
             ),
             responses=Counter(
                 "medstream_receiver_responses_total",
                 "Responses sent by receivers (DICOM status / HL7 ACK code)",
-                ["source", "status"], registry=registry,
+                ["source", "status"],
+                registry=registry,
             ),
         )
 

@@ -56,8 +56,10 @@ def produce_scans(
                     continue
                 try:
                     event = build_scan_event(
-                        data, pseudonyms=pseudonyms,
-                        max_message_bytes=settings.max_message_bytes, store=store,
+                        data,
+                        pseudonyms=pseudonyms,
+                        max_message_bytes=settings.max_message_bytes,
+                        store=store,
                     )
                 except PoisonMessage as exc:
                     _reject(tally, metrics, progress, name, exc.reason, str(exc))

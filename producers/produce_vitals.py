@@ -63,8 +63,11 @@ def produce_vitals(
             window = deidentify_window(window, pseudonyms)
             pacer.wait()
             publisher.send(
-                topic, window.patient_id.encode(), encode_window(window),
-                [("content-type", b"application/json")], on_done=done,
+                topic,
+                window.patient_id.encode(),
+                encode_window(window),
+                [("content-type", b"application/json")],
+                on_done=done,
             )
             progress.update(tally)
     return tally

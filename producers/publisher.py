@@ -82,7 +82,9 @@ class Publisher:
         try:
             return future.get(timeout=self._timeout_s)
         except KafkaError as exc:
-            raise PublishFailed(f"broker did not acknowledge the message on {topic}: {exc}") from exc
+            raise PublishFailed(
+                f"broker did not acknowledge the message on {topic}: {exc}"
+            ) from exc
 
     def flush(self) -> None:
         """Wait until every queued message is acknowledged or failed."""

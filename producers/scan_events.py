@@ -58,8 +58,11 @@ def _check_pixels(ds: Dataset) -> None:
         return
     try:
         expected = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-            * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
         ) // 8
     except (AttributeError, TypeError, ValueError) as exc:
         raise PoisonMessage("dicom_decode", f"image pixel module incomplete: {exc}") from exc
@@ -103,9 +106,14 @@ def build_scan_event(
         return ScanEvent(sop_uid, study_uid.encode(), data, headers, claim_checked=False)
     uri = store.put(sop_uid, data)
     value = envelope(
-        event_id=sop_uid, uri=uri, data=data, study_uid=study_uid,
-        series_uid=str(ds.get("SeriesInstanceUID", "")), sop_uid=sop_uid,
-        patient_id=str(ds.get("PatientID", "")), modality=str(ds.get("Modality", "")),
+        event_id=sop_uid,
+        uri=uri,
+        data=data,
+        study_uid=study_uid,
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_uid=sop_uid,
+        patient_id=str(ds.get("PatientID", "")),
+        modality=str(ds.get("Modality", "")),
     )
     headers.append(("content-type", b"application/json"))
     return ScanEvent(sop_uid, study_uid.encode(), value, headers, claim_checked=True)

@@ -68,10 +68,11 @@ class ProducerSettings(Settings):
         return value
 
     def require_key(self) -> bytes:
-        """The pseudonym key as bytes; ConfigurationError when de-identification is on without one."""
+        """The pseudonym key as bytes; ConfigurationError when de-id is on without one."""
         if self.pseudonym_key is None:
             raise ConfigurationError(
-                "de-identification is on but MEDSTREAM_PSEUDONYM_KEY is not set: set a secret of at "
-                "least 16 characters (or MEDSTREAM_DEID=false to publish identifiers, not advised)"
+                "de-identification is on but MEDSTREAM_PSEUDONYM_KEY is not set: set a secret of "
+                "at least 16 characters (or MEDSTREAM_DEID=false to publish identifiers, not "
+                "advised)"
             )
         return self.pseudonym_key.get_secret_value().encode("utf-8")

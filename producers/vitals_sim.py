@@ -55,7 +55,9 @@ def _ou_noise(rng: np.random.Generator, steps: int, interval_s: float) -> np.nda
     for start in range(0, steps, _BLOCK):
         block = shocks[start : start + _BLOCK]
         n = len(block)
-        out[start : start + n] = np.einsum("cjk,kc->jc", kernel[:, :n, :n], block) + carry[:n] * state
+        out[start : start + n] = (
+            np.einsum("cjk,kc->jc", kernel[:, :n, :n], block) + carry[:n] * state
+        )
         state = out[start + n - 1]
     return out
 
@@ -72,7 +74,9 @@ def _trajectory(rng: np.random.Generator, steps: int, interval_s: float) -> np.n
         drift = level[:, None] * _DETERIORATION * rng.uniform(0.6, 1.0)
     values = base + drift + _ou_noise(rng, steps, interval_s)
     values = np.clip(values, _LOW, _HIGH)
-    values[:, 4] = np.maximum(np.minimum(values[:, 4], values[:, 3] - 15.0), _LOW[4])  # pulse pressure
+    values[:, 4] = np.maximum(
+        np.minimum(values[:, 4], values[:, 3] - 15.0), _LOW[4]
+    )  # pulse pressure
     return values
 
 
@@ -105,6 +109,13 @@ def simulate(
     for index in range(n_patients):
         rng = np.random.default_rng([seed, index])
         values = _trajectory(rng, steps, interval_s)
-        series.append(Series(f"SIM-{index:05d}", f"sim-monitor-{index % 97:02d}", start,
-                             interval_s, _observed(rng, values, interval_s)))
+        series.append(
+            Series(
+                f"SIM-{index:05d}",
+                f"sim-monitor-{index % 97:02d}",
+                start,
+                interval_s,
+                _observed(rng, values, interval_s),
+            )
+        )
     return series

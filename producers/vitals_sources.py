@@ -80,7 +80,9 @@ def read_csv(path: Path, *, interval_s: float, origin: datetime) -> CsvResult:
             samples[(patient, device)].append((moment, row))
     for (patient, device), rows in samples.items():
         start = min(moment for moment, _ in rows)
-        result.series.append(Series(patient, device, start, interval_s, to_grid(rows, start, interval_s)))
+        result.series.append(
+            Series(patient, device, start, interval_s, to_grid(rows, start, interval_s))
+        )
     return result
 
 
@@ -110,11 +112,18 @@ def r_peaks(ecg: np.ndarray, fs: float) -> np.ndarray:
     peaks, _ = find_peaks(energy, height=0.07 * np.percentile(energy, 99), distance=int(0.3 * fs))
     # refine each detection to the largest absolute deflection of the filtered ECG nearby
     half = int(0.075 * fs)
-    return np.array([p - half + int(np.argmax(np.abs(band[max(p - half, 0) : p + half])))
-                     for p in peaks if p >= half])
+    return np.array(
+        [
+            p - half + int(np.argmax(np.abs(band[max(p - half, 0) : p + half])))
+            for p in peaks
+            if p >= half
+        ]
+    )
 
 
-def heart_rate_grid(peaks: np.ndarray, fs: float, n_samples: int, interval_s: float) -> list[float | None]:
+def heart_rate_grid(
+    peaks: np.ndarray, fs: float, n_samples: int, interval_s: float
+) -> list[float | None]:
     """Mean instantaneous heart rate of the beats in each grid slot; None where no beat fell."""
     slots = int(np.ceil(n_samples / fs / interval_s))
     sums, counts = np.zeros(slots), np.zeros(slots)

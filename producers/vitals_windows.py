@@ -102,8 +102,13 @@ def iso_utc(moment: datetime) -> str:
 
 def event_id(window: Window) -> str:
     """Deterministic id: the same patient, device, start, interval and length give the same id."""
-    parts = (window.patient_id, window.device_id, iso_utc(window.start),
-             repr(window.interval_s), str(len(window.values)))
+    parts = (
+        window.patient_id,
+        window.device_id,
+        iso_utc(window.start),
+        repr(window.interval_s),
+        str(len(window.values)),
+    )
     return "vw-" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 

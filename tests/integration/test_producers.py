@@ -23,10 +23,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from kafka import KafkaConsumer
+from kafka.admin import NewTopic
 from pydicom.data import get_testdata_file
 
+from worker.localstack import broker
 from worker.schemas import decode_scan_envelope, decode_vitals
 from worker.settings import Settings
+from worker.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -50,14 +53,28 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a client to completion (bounded), capturing its text output."""
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=WAIT_S, check=False, **kwargs
+    )
+
+
 def _medstream(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=WAIT_S)
+    return _run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT, env=env)
+
+
+def _echo_ok(port: int, ae_title: str) -> bool:
+    return _run(["echoscu", "-aec", ae_title, "127.0.0.1", str(port)]).returncode == 0
 
 
 def _consume(settings: Settings, topic: str, count: int) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     records: list = []
     deadline = time.monotonic() + WAIT_S
     try:
@@ -90,8 +107,14 @@ def receiver(settings: Settings) -> Iterator[Callable[..., subprocess.Popen]]:
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "receive", *args], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "receive", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(proc)
         return proc
 
@@ -120,8 +143,16 @@ def test_produce_scans_publishes_files_folders_zips_and_skips_bad_inputs(
     (tmp_path / "in" / "corrupt.dcm").write_bytes(CT.read_bytes()[:3000])
     with zipfile.ZipFile(tmp_path / "study.zip", "w") as archive:
         archive.write(MR, "study/mr.dcm")
-    args = ["produce", "scans", str(tmp_path / "in"), str(tmp_path / "study.zip"),
-            "--topic", topic, "--metrics-port", "0"]
+    args = [
+        "produce",
+        "scans",
+        str(tmp_path / "in"),
+        str(tmp_path / "study.zip"),
+        "--topic",
+        topic,
+        "--metrics-port",
+        "0",
+    ]
     result = _medstream(args, _env(settings))
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stderr and "not_dicom" in result.stderr
@@ -137,10 +168,24 @@ def test_produce_scans_publishes_files_folders_zips_and_skips_bad_inputs(
         assert record.key == ds.StudyInstanceUID.encode()
 
 
-def test_produce_scans_loop_repeats_with_the_same_event_id(settings: Settings, topic_factory) -> None:
+def test_produce_scans_loop_repeats_with_the_same_event_id(
+    settings: Settings, topic_factory
+) -> None:
     topic = topic_factory("scans")
-    args = ["produce", "scans", str(CT), "--loop", "--limit", "3", "--rate", "20",
-            "--topic", topic, "--metrics-port", "0"]
+    args = [
+        "produce",
+        "scans",
+        str(CT),
+        "--loop",
+        "--limit",
+        "3",
+        "--rate",
+        "20",
+        "--topic",
+        topic,
+        "--metrics-port",
+        "0",
+    ]
     result = _medstream(args, _env(settings))
     assert result.returncode == 0 and "3 read, 3 published" in result.stderr, result.stderr
     records = _consume(settings, topic, 3)
@@ -151,8 +196,11 @@ def test_produce_scans_sends_large_files_by_claim_check(
     settings: Settings, topic_factory, tmp_path: Path
 ) -> None:
     topic = topic_factory("scans")
-    env = _env(settings, MEDSTREAM_MAX_MESSAGE_BYTES="8192",
-               MEDSTREAM_CLAIM_CHECK_DIR=str(tmp_path / "store"))
+    env = _env(
+        settings,
+        MEDSTREAM_MAX_MESSAGE_BYTES="8192",
+        MEDSTREAM_CLAIM_CHECK_DIR=str(tmp_path / "store"),
+    )
     result = _medstream(["produce", "scans", str(CT), "--topic", topic, "--metrics-port", "0"], env)
     assert result.returncode == 0, result.stderr
     (record,) = _consume(settings, topic, 1)
@@ -164,8 +212,11 @@ def test_produce_scans_sends_large_files_by_claim_check(
 
 
 def test_unreachable_broker_and_missing_key_fail_with_a_clear_message(settings: Settings) -> None:
-    env = _env(settings, MEDSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{_free_port()}",
-               MEDSTREAM_PRODUCER_BOOTSTRAP_TIMEOUT_S="2")
+    env = _env(
+        settings,
+        MEDSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{_free_port()}",
+        MEDSTREAM_PRODUCER_BOOTSTRAP_TIMEOUT_S="2",
+    )
     result = _medstream(["produce", "scans", str(CT), "--metrics-port", "0"], env)
     assert result.returncode == 2 and "unreachable" in result.stderr
     env = _env(settings)
@@ -178,23 +229,32 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     settings: Settings, topic_factory, receiver, tmp_path: Path
 ) -> None:
     topic, port, metrics_port = topic_factory("scans"), _free_port(), _free_port()
-    proc = receiver(["dicom", "--port", str(port), "--ae-title", "MEDTEST", "--topic", topic,
-                     "--metrics-port", str(metrics_port)], _env(settings))
-    echo = ["echoscu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
-    _wait_until(lambda: subprocess.run(check=False, args=echo, capture_output=True).returncode == 0, proc)
+    proc = receiver(
+        [
+            "dicom",
+            "--port",
+            str(port),
+            "--ae-title",
+            "MEDTEST",
+            "--topic",
+            topic,
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        _env(settings),
+    )
+    _wait_until(lambda: _echo_ok(port, "MEDTEST"), proc)
     store = ["storescu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
-    ok = subprocess.run(check=False, args=[*store, str(CT), str(MR)], capture_output=True, text=True, timeout=WAIT_S)
+    ok = _run([*store, str(CT), str(MR)])
     assert ok.returncode == 0, ok.stderr
     no_pixels = pydicom.dcmread(CT)
     del no_pixels.PixelData
     no_pixels.save_as(tmp_path / "no-pixels.dcm")
-    bad = subprocess.run(check=False, args=[*store, "-v", str(tmp_path / "no-pixels.dcm")], capture_output=True,
-                         text=True, timeout=WAIT_S)
+    bad = _run([*store, "-v", str(tmp_path / "no-pixels.dcm")])
     assert bad.returncode != 0 and "Store Response (Error: CannotUnderstand)" in bad.stderr
-    wrong_ae = subprocess.run(check=False, args=["storescu", "-aec", "OTHER", "127.0.0.1", str(port), str(CT)],
-                              capture_output=True, text=True, timeout=WAIT_S)
+    wrong_ae = _run(["storescu", "-aec", "OTHER", "127.0.0.1", str(port), str(CT)])
     assert wrong_ae.returncode != 0
-    assert subprocess.run(check=False, args=echo, capture_output=True).returncode == 0  # still serving
+    assert _echo_ok(port, "MEDTEST")  # still serving
     records = _consume(settings, topic, 2)
     assert len(records) == 2
     assert {_assert_deidentified(r.value).Modality for r in records} == {"CT", "MR"}
@@ -205,62 +265,133 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     assert 'reason="association_rejected",source="dicom_scp"} 1.0' in text
 
 
+def test_dicom_scp_answers_out_of_resources_when_kafka_is_gone(
+    settings: Settings, receiver, tmp_path: Path
+) -> None:
+    """A broker of this test's own is stopped mid-run: the sender is told to retry (0xA700)."""
+    kafka_port, port, metrics_port = _free_port(), _free_port(), _free_port()
+    broker_plan = broker.plan("tansu", "127.0.0.1", kafka_port, tmp_path)
+    broker_proc = subprocess.Popen(
+        broker_plan.argv, env=broker_plan.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_until(lambda: _port_open(kafka_port), broker_proc)
+        create_topics(f"127.0.0.1:{kafka_port}", [NewTopic("scans-own", 1, 1)])
+        env = _env(
+            settings,
+            MEDSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}",
+            MEDSTREAM_PRODUCER_DELIVERY_TIMEOUT_S="4",
+            MEDSTREAM_PRODUCER_BOOTSTRAP_TIMEOUT_S="4",
+        )
+        proc = receiver(
+            [
+                "dicom",
+                "--port",
+                str(port),
+                "--topic",
+                "scans-own",
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            env,
+        )
+        _wait_until(lambda: _echo_ok(port, "MEDSTREAM"), proc)
+        store = ["storescu", "-v", "-aec", "MEDSTREAM", "127.0.0.1", str(port)]
+        ok = _run([*store, str(CT)])
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        broker_proc.terminate()
+        broker_proc.wait(timeout=WAIT_S)
+    refused = _run([*store, str(MR)])
+    assert refused.returncode != 0 and "OutOfResources" in refused.stderr, refused.stderr
+    assert _echo_ok(port, "MEDSTREAM")  # still serving
+    text = _metrics(metrics_port)
+    assert 'medstream_producer_publish_failures_total{source="dicom_scp"} 1.0' in text
+    assert 'source="dicom_scp",status="0xA700"} 1.0' in text
+
+
 def test_produce_vitals_from_csv_mitbih_and_simulation(
     settings: Settings, topic_factory, tmp_path: Path
 ) -> None:
     topic = topic_factory("vitals")
     csv_path = tmp_path / "vitals.csv"
-    rows = [f"{s},MRN-4711,bed-7,{70 + s % 5},{97 if s % 10 else ''},16,,,"
-            for s in range(90)]
-    csv_path.write_text("time,patient_id,device_id,hr,spo2,rr,sbp,dbp,temp\n"
-                        + "\n".join(rows) + "\nbad,MRN-4711,bed-7,x,,,,,\n")
+    rows = [f"{s},MRN-4711,bed-7,{70 + s % 5},{97 if s % 10 else ''},16,,," for s in range(90)]
+    csv_path.write_text(
+        "time,patient_id,device_id,hr,spo2,rr,sbp,dbp,temp\n"
+        + "\n".join(rows)
+        + "\nbad,MRN-4711,bed-7,x,,,,,\n"
+    )
     common = ["--topic", topic, "--metrics-port", "0", "--start", "2026-01-01T00:00:00Z"]
-    for source in (["--csv", str(csv_path)], ["--mitbih"], ["--simulate", "3", "--duration", "120"]):
+    for source in (
+        ["--csv", str(csv_path)],
+        ["--mitbih"],
+        ["--simulate", "3", "--duration", "120"],
+    ):
         result = _medstream(["produce", "vitals", *source, *common], _env(settings))
         assert result.returncode == 0, result.stderr
     # csv: 90 rows -> windows at 0 and 30 s; MIT-BIH: 300 s -> 9; simulated: 3 x 3
     records = _consume(settings, topic, 2 + 9 + 9)
     assert len(records) == 20
     windows = [decode_vitals(r.value) for r in records]
-    assert all(w.patient_id.startswith("PSN-") and r.key == w.patient_id.encode()
-               for w, r in zip(windows, records))
+    assert all(
+        w.patient_id.startswith("PSN-") and r.key == w.patient_id.encode()
+        for w, r in zip(windows, records)
+    )
     assert not any(b"MRN-4711" in r.value or b"bed-7" in r.value for r in records)
-    csv_windows = [w for w in windows if w.values[0][2] == 16.0 and w.values[0][0] is not None
-                   and w.values[0][3] is None and len({row[2] for row in w.values}) == 1]
+    csv_windows = [
+        w
+        for w in windows
+        if w.values[0][2] == 16.0
+        and w.values[0][0] is not None
+        and w.values[0][3] is None
+        and len({row[2] for row in w.values}) == 1
+    ]
     assert len(csv_windows) == 2 and csv_windows[0].values[0][1] is None  # never invented
 
 
 def _mllp_send(port: int, path: Path, *, loose: bool = True) -> list[str]:
     args = [str(BIN / "mllp_send"), "-p", str(port), "-f", str(path), "127.0.0.1"]
-    result = subprocess.run(check=False, args=args + (["--loose"] if loose else []), capture_output=True,
-                            text=True, timeout=WAIT_S)
+    result = _run(args + (["--loose"] if loose else []))
     assert result.returncode == 0, result.stderr
-    return [line for line in result.stdout.replace("\r", "\n").splitlines() if line.startswith("MSA")]
+    return [
+        line for line in result.stdout.replace("\r", "\n").splitlines() if line.startswith("MSA")
+    ]
 
 
-def _oru(control: str, minute: int, obx: str, pid: str = "PID|1||MRN-9|||DOE^JANE||19800101|F") -> str:
-    return (f"MSH|^~\\&|MONITOR|ICU|MEDSTREAM|HOSP|202601011{minute:03d}00||ORU^R01|{control}|P|2.5\n"
-            f"{pid}\nOBR|1|||VITALS|||2026010112{minute:02d}00\n{obx}\n")
+def _oru(
+    control: str, minute: int, obx: str, pid: str = "PID|1||MRN-9|||DOE^JANE||19800101|F"
+) -> str:
+    return (
+        f"MSH|^~\\&|MONITOR|ICU|MEDSTREAM|HOSP|202601011{minute:03d}00||ORU^R01|{control}|P|2.5\n"
+        f"{pid}\nOBR|1|||VITALS|||2026010112{minute:02d}00\n{obx}\n"
+    )
 
 
 def test_hl7_listener_acks_publishes_windows_and_naks_bad_messages(
     settings: Settings, topic_factory, receiver, tmp_path: Path
 ) -> None:
     topic, port, metrics_port = topic_factory("vitals"), _free_port(), _free_port()
-    proc = receiver(["hl7", "--port", str(port), "--topic", topic,
-                     "--metrics-port", str(metrics_port)], _env(settings))
+    proc = receiver(
+        ["hl7", "--port", str(port), "--topic", topic, "--metrics-port", str(metrics_port)],
+        _env(settings),
+    )
     _wait_until(lambda: _port_open(port), proc)
     messages = tmp_path / "batch.hl7"
     messages.write_text(
-        _oru("M1", 0, "OBX|1|NM|8867-4^Heart rate^LN||88|/min|||||F\n"
-                      "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||95|%|||||F")
+        _oru(
+            "M1",
+            0,
+            "OBX|1|NM|8867-4^Heart rate^LN||88|/min|||||F\n"
+            "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||95|%|||||F",
+        )
         + _oru("M2", 1, "OBX|1|NM|8480-6^SBP^LN||118|mm[Hg]|||||F\nOBX|2|NM|1-1^Odd^LN||5|x|||||F")
         + _oru("M3", 2, "OBX|1|NM|99999-9^Unknown^LN||5|x|||||F")
         + _oru("M4", 3, "OBX|1|NM|8867-4^HR^LN||90|/min|||||F", pid="PID|1||")
         + "MSH|^~\\&|MONITOR|ICU|MEDSTREAM|HOSP|20260101120400||ADT^A01|M5|P|2.5\nPID|1||MRN-9\n"
     )
     assert _mllp_send(port, messages) == [
-        "MSA|AA|M1", "MSA|AA|M2",
+        "MSA|AA|M1",
+        "MSA|AA|M2",
         "MSA|AE|M3|no usable vital sign: unknown observation codes ['99999-9']",
         "MSA|AE|M4|PID-3 patient identifier is empty",
         "MSA|AR|M5|message type ADT A01 is not supported (only ORU R01)",
@@ -276,8 +407,12 @@ def test_hl7_listener_acks_publishes_windows_and_naks_bad_messages(
     assert first.values[-1][:2] == [88.0, 95.0]
     assert second.values[-2][:2] == [88.0, 95.0] and second.values[-1][3] == 118.0
     text = _metrics(metrics_port)
-    for line in ('reason="unknown_code",source="hl7"} 1.0', 'source="hl7",status="AA"} 2.0',
-                 'source="hl7",status="AE"} 2.0', 'source="hl7",status="AR"} 2.0'):
+    for line in (
+        'reason="unknown_code",source="hl7"} 1.0',
+        'source="hl7",status="AA"} 2.0',
+        'source="hl7",status="AE"} 2.0',
+        'source="hl7",status="AR"} 2.0',
+    ):
         assert line in text
 
 

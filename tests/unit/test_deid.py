@@ -36,8 +36,9 @@ def test_pseudonyms_are_keyed_and_stable() -> None:
 def test_uid_pseudonyms_are_valid_dicom_uids() -> None:
     uid = Pseudonymizer(KEY).uid("1.2.840.113619.2.1.1.322987881.621.736170080.681")
     assert uid.startswith("2.25.") and len(uid) <= 64
-    assert all(part.isdigit() and (part == "0" or not part.startswith("0"))
-               for part in uid.split("."))
+    assert all(
+        part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split(".")
+    )
 
 
 def test_short_key_is_refused() -> None:
@@ -63,8 +64,14 @@ def test_identifiers_are_replaced_removed_or_emptied(ct: pydicom.Dataset) -> Non
 
 def test_every_kept_attribute_is_in_the_documented_tables(ct: pydicom.Dataset) -> None:
     out = deidentify(ct, Pseudonymizer(KEY))
-    added = {"PatientID", "PatientName", "PatientIdentityRemoved", "DeidentificationMethod",
-             "DeidentificationMethodCodeSequence", "LongitudinalTemporalInformationModified"}
+    added = {
+        "PatientID",
+        "PatientName",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "DeidentificationMethodCodeSequence",
+        "LongitudinalTemporalInformationModified",
+    }
     assert {e.keyword for e in out} <= KEEP | REMAP | EMPTY | added
 
 
@@ -89,8 +96,15 @@ def test_burned_in_annotation_is_refused(ct: pydicom.Dataset) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "emri_small.dcm",
-     "SC_rgb_small_odd.dcm", "US1_UNCR.dcm", "JPEG2000.dcm"],
+    [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "emri_small.dcm",
+        "SC_rgb_small_odd.dcm",
+        "US1_UNCR.dcm",
+        "JPEG2000.dcm",
+    ],
 )
 def test_model_input_is_identical_after_deidentification(name: str) -> None:
     """The worker's preprocessing sees the same tensor before and after de-identification."""

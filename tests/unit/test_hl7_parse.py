@@ -54,8 +54,11 @@ def test_time_defaults_to_obr7_and_honours_offsets() -> None:
         (ORU.replace("ORU^R01^ORU_R01", "ADT^A01"), "AR", "unsupported_type"),
         (ORU.replace("|MSG0001|", "||"), "AR", "missing_field"),
         (ORU.replace("MRN123^^^HOSP^MR", ""), "AE", "missing_field"),
-        ("MSH|^~\\&|M|I|||20260101||ORU^R01|X1|P|2.5\rPID|1||P1\rOBX|1|NM|99-9^?^LN||1\r",
-         "AE", "no_vitals"),
+        (
+            "MSH|^~\\&|M|I|||20260101||ORU^R01|X1|P|2.5\rPID|1||P1\rOBX|1|NM|99-9^?^LN||1\r",
+            "AE",
+            "no_vitals",
+        ),
     ],
 )
 def test_bad_messages_are_rejected_with_a_reason(text: str, code: str, reason: str) -> None:

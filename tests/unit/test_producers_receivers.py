@@ -55,8 +55,9 @@ class FakeStoreEvent:
 
 
 def _settings(tmp_path: Path) -> ProducerSettings:
-    return ProducerSettings(pseudonym_key=KEY, claim_check_dir=tmp_path, topic_scans="s",
-                            topic_vitals="v")
+    return ProducerSettings(
+        pseudonym_key=KEY, claim_check_dir=tmp_path, topic_scans="s", topic_vitals="v"
+    )
 
 
 def _metrics() -> tuple[ProducerMetrics, CollectorRegistry]:
@@ -66,8 +67,11 @@ def _metrics() -> tuple[ProducerMetrics, CollectorRegistry]:
 
 @pytest.mark.parametrize(
     ("data", "fail", "status"),
-    [(CT.read_bytes(), False, SUCCESS), (b"junk", False, CANNOT_UNDERSTAND),
-     (CT.read_bytes(), True, OUT_OF_RESOURCES)],
+    [
+        (CT.read_bytes(), False, SUCCESS),
+        (b"junk", False, CANNOT_UNDERSTAND),
+        (CT.read_bytes(), True, OUT_OF_RESOURCES),
+    ],
 )
 def test_store_status_follows_the_kafka_outcome(tmp_path: Path, data, fail, status) -> None:
     publisher = RecordingPublisher(fail=fail)
@@ -83,7 +87,9 @@ def test_store_status_follows_the_kafka_outcome(tmp_path: Path, data, fail, stat
     ("text", "fail", "code"),
     [(ORU, False, "AA"), (ORU, True, "AE"), (ORU.replace("ORU^R01", "ADT^A01"), False, "AR")],
 )
-def test_hl7_ack_follows_the_kafka_outcome(tmp_path: Path, text: str, fail: bool, code: str) -> None:
+def test_hl7_ack_follows_the_kafka_outcome(
+    tmp_path: Path, text: str, fail: bool, code: str
+) -> None:
     publisher = RecordingPublisher(fail=fail)
     metrics, registry = _metrics()
     receiver = Hl7Receiver(_settings(tmp_path), publisher, metrics, Pseudonymizer(KEY.encode()))
@@ -92,8 +98,12 @@ def test_hl7_ack_follows_the_kafka_outcome(tmp_path: Path, text: str, fail: bool
     assert len(publisher.sent) == (1 if code == "AA" else 0)
     for _, key, value in publisher.sent:
         assert key.startswith(b"PSN-") and b"MRN123" not in value and b"DOE" not in value
-    assert registry.get_sample_value(
-        "medstream_receiver_responses_total", {"source": "hl7", "status": code}) == 1.0
+    assert (
+        registry.get_sample_value(
+            "medstream_receiver_responses_total", {"source": "hl7", "status": code}
+        )
+        == 1.0
+    )
 
 
 def test_settings_require_a_long_enough_key() -> None:

@@ -25,7 +25,9 @@ CT = Path(get_testdata_file("CT_small.dcm"))
 
 def _event(data: bytes, tmp_path: Path, limit: int = 10 * 1024 * 1024, key: bytes | None = KEY):
     return build_scan_event(
-        data, pseudonyms=Pseudonymizer(key) if key else None, max_message_bytes=limit,
+        data,
+        pseudonyms=Pseudonymizer(key) if key else None,
+        max_message_bytes=limit,
         store=ClaimCheckStore(tmp_path / "store"),
     )
 

@@ -77,7 +77,11 @@ def test_csv_rows_become_series_and_bad_rows_are_listed(tmp_path: Path) -> None:
     )
     result = read_csv(path, interval_s=1.0, origin=T0)
     by_patient = {s.patient_id: s for s in result.series}
-    assert by_patient["A"].rows == [[80.0, 97.0] + [None] * 4, [None] * 6, [None, 96.0] + [None] * 4]
+    assert by_patient["A"].rows == [
+        [80.0, 97.0] + [None] * 4,
+        [None] * 6,
+        [None, 96.0] + [None] * 4,
+    ]
     assert by_patient["B"].start == T0 + timedelta(seconds=5)
     assert by_patient["B"].rows == [[71.0] + [None] * 5]
     assert [line for line, _ in result.skipped] == [4, 5]
