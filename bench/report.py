@@ -12,7 +12,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 THROUGHPUT_HEAD = (
     "workload", "msg KB", "prep ms", "ORT items/s", "Triton items/s", "naive msg/s",
     "medstream msg/s", "x naive", "of Triton", "mean batch", "infer ms", "worker CPU s/1k",
-    "Triton CPU s/1k", "CPU-bound msg/s", "peak RSS MiB",
+    "Triton CPU s/1k", "cores used", "CPU-bound msg/s", "peak RSS MiB",
 )
 LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch",
                 "infer ms")
@@ -32,13 +32,24 @@ def ratios(row: dict) -> dict[str, float | None]:
             "vs_ort": ms / row["ort"]["items_per_s"]}
 
 
-def cpu_bound(row: dict, cores: int) -> float | None:
-    """msg/s the machine's cores could sustain at the measured worker + Triton CPU per message."""
+def _cpu_per_msg(row: dict) -> float | None:
     m = row["medstream"]
     if m.get("worker_cpu_s_per_1k") is None or m.get("triton_cpu_s_per_1k") is None:
         return None
     per_msg = (m["worker_cpu_s_per_1k"] + m["triton_cpu_s_per_1k"]) / 1e3
-    return cores / per_msg if per_msg > 0 else None
+    return per_msg if per_msg > 0 else None
+
+
+def cpu_bound(row: dict, cores: int) -> float | None:
+    """msg/s the machine's cores could sustain at the measured worker + Triton CPU per message."""
+    per_msg = _cpu_per_msg(row)
+    return None if per_msg is None else cores / per_msg
+
+
+def cores_used(row: dict) -> float | None:
+    """Cores the worker + Triton kept busy while draining (msg/s x CPU seconds per message)."""
+    per_msg = _cpu_per_msg(row)
+    return None if per_msg is None else row["medstream"]["msg_per_s"] * per_msg
 
 
 def throughput_rows(result: dict) -> list[tuple[str, ...]]:
@@ -56,7 +67,8 @@ def throughput_rows(result: dict) -> list[tuple[str, ...]]:
             _num(r["vs_naive"]), f"{_num(100 * r['vs_triton'], 0)}%",
             _num(m.get("mean_batch")), _num(m.get("mean_inference_ms")),
             _num(m.get("worker_cpu_s_per_1k"), 2),
-            _num(m.get("triton_cpu_s_per_1k"), 2), _num(cpu_bound(row, cores), 0),
+            _num(m.get("triton_cpu_s_per_1k"), 2), _num(cores_used(row), 2),
+            _num(cpu_bound(row, cores), 0),
             _num(m["peak_rss_bytes"] / 2**20, 0),
         ))
     return rows

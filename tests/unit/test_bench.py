@@ -79,6 +79,8 @@ def test_ratios_and_cpu_bound() -> None:
     assert r["vs_triton"] == pytest.approx(0.25)
     # 1 ms of CPU per message on 2 cores -> 2,000 msg/s
     assert report.cpu_bound(row, cores=2) == pytest.approx(2000.0)
+    # 2,000 msg/s x 1 ms of CPU each keeps 2 cores busy
+    assert report.cores_used(row) == pytest.approx(2.0)
 
 
 def test_markdown_block_replaced_and_commentary_kept(tmp_path) -> None:
