@@ -142,16 +142,21 @@ async def _sampler(worker: WorkerProcess, triton_pid: int | None, period_s: floa
 
 
 def cpu_per_1k(worker: WorkerProcess, start: float, end: float, messages: int) -> dict:
-    """Worker and Triton CPU seconds per 1,000 messages over [start, end] (None: not sampled)."""
-    def per_1k(series: list[tuple[float, float]]) -> float | None:
+    """Worker and Triton CPU seconds per 1,000 messages over [start, end] (None: not sampled),
+    and the share of their runnable time spent waiting for a CPU (neighbours' load)."""
+    def used(series: list[tuple[float, float]]) -> float | None:
         if not series:
             return None
-        used = stats.interpolate(series, end) - stats.interpolate(series, start)
-        return used * 1e3 / messages
+        return stats.interpolate(series, end) - stats.interpolate(series, start)
 
-    own = [(t, w.cpu_s) for t, w, _ in worker.samples]
-    server = [(t, s.cpu_s) for t, _, s in worker.samples if s is not None]
-    return {"worker_cpu_s_per_1k": per_1k(own), "triton_cpu_s_per_1k": per_1k(server)}
+    own = used([(t, w.cpu_s) for t, w, _ in worker.samples])
+    server = used([(t, s.cpu_s) for t, _, s in worker.samples if s is not None])
+    wait = used([(t, w.runq_wait_s + (s.runq_wait_s if s else 0.0))
+                 for t, w, s in worker.samples])
+    busy = (own or 0.0) + (server or 0.0)
+    return {"worker_cpu_s_per_1k": None if own is None else own * 1e3 / messages,
+            "triton_cpu_s_per_1k": None if server is None else server * 1e3 / messages,
+            "cpu_wait_share": wait / (wait + busy) if wait is not None and wait + busy > 0 else None}
 
 
 def peak_rss_bytes(worker: WorkerProcess) -> int:

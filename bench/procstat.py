@@ -11,10 +11,26 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class ProcSample:
-    """CPU seconds (user + system, threads included) and peak RSS (VmHWM) of one process."""
+    """CPU seconds (user + system, threads included), peak RSS (VmHWM) and run-queue wait of
+    one process: seconds its threads were runnable but waited for a CPU (a busy machine)."""
 
     cpu_s: float
     peak_rss_bytes: int
+    runq_wait_s: float = 0.0
+
+
+def _runq_wait_s(pid: int) -> float:
+    """Sum of /proc/<pid>/task/*/schedstat run-queue delays (0 where schedstat is missing)."""
+    total_ns = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total_ns += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return 0.0
+    return total_ns / 1e9
 
 
 def sample(pid: int) -> ProcSample:
@@ -28,7 +44,8 @@ def sample(pid: int) -> ProcSample:
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) * 1024
             break
-    return ProcSample(cpu_s=(utime + stime) / _TICKS, peak_rss_bytes=peak)
+    return ProcSample(cpu_s=(utime + stime) / _TICKS, peak_rss_bytes=peak,
+                      runq_wait_s=_runq_wait_s(pid))
 
 
 def _children(pid: int) -> list[int]:
@@ -47,7 +64,7 @@ def sample_tree(pid: int) -> ProcSample:
     Descendants that exit between samples take their CPU time with them; long-lived process
     trees (a server and its workers) are what this is for.
     """
-    total_cpu, total_rss = 0.0, 0
+    total_cpu, total_rss, total_wait = 0.0, 0, 0.0
     pending = [pid]
     while pending:
         current = pending.pop()
@@ -59,5 +76,6 @@ def sample_tree(pid: int) -> ProcSample:
             continue
         total_cpu += one.cpu_s
         total_rss += one.peak_rss_bytes
+        total_wait += one.runq_wait_s
         pending += _children(current)
-    return ProcSample(cpu_s=total_cpu, peak_rss_bytes=total_rss)
+    return ProcSample(cpu_s=total_cpu, peak_rss_bytes=total_rss, runq_wait_s=total_wait)

@@ -12,7 +12,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 THROUGHPUT_HEAD = (
     "workload", "msg KB", "prep ms", "ORT items/s", "Triton items/s", "naive msg/s",
     "medstream msg/s", "x naive", "of Triton", "mean batch", "infer ms", "worker CPU s/1k",
-    "Triton CPU s/1k", "cores used", "CPU-bound msg/s", "peak RSS MiB",
+    "Triton CPU s/1k", "cores used", "CPU wait", "CPU-bound msg/s", "peak RSS MiB",
 )
 LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch",
                 "infer ms")
@@ -22,6 +22,10 @@ def _num(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def ratios(row: dict) -> dict[str, float | None]:
@@ -64,11 +68,11 @@ def throughput_rows(result: dict) -> list[tuple[str, ...]]:
             f"{_num(o['items_per_s'], 0)} (b{o['best_batch']})",
             f"{_num(t['items_per_s'], 0)} (b{t['best_batch']}xc{t['best_concurrency']})",
             _num(row["naive"]["msg_per_s"]), _num(m["msg_per_s"]),
-            _num(r["vs_naive"]), f"{_num(100 * r['vs_triton'], 0)}%",
+            _num(r["vs_naive"]), _pct(r["vs_triton"]),
             _num(m.get("mean_batch")), _num(m.get("mean_inference_ms")),
             _num(m.get("worker_cpu_s_per_1k"), 2),
             _num(m.get("triton_cpu_s_per_1k"), 2), _num(cores_used(row), 2),
-            _num(cpu_bound(row, cores), 0),
+            _pct(m.get("cpu_wait_share")), _num(cpu_bound(row, cores), 0),
             _num(m["peak_rss_bytes"] / 2**20, 0),
         ))
     return rows
