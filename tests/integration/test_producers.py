@@ -399,6 +399,9 @@ def test_hl7_listener_acks_publishes_windows_and_naks_bad_messages(
     garbage = tmp_path / "garbage.mllp"
     garbage.write_bytes(b"\x0bthis is not HL7\x1c\r")
     assert _mllp_send(port, garbage, loose=False)[0].startswith("MSA|AR||not an HL7 v2 message")
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as raw:
+        raw.sendall(b"no start block\x1c\r")  # broken MLLP framing: the connection is closed
+        assert raw.recv(1024) == b""
     records = _consume(settings, topic, 2)
     assert len(records) == 2  # M1 and M2 only; the receiver is still serving after garbage
     first, second = (decode_vitals(r.value) for r in records)
@@ -409,6 +412,7 @@ def test_hl7_listener_acks_publishes_windows_and_naks_bad_messages(
     text = _metrics(metrics_port)
     for line in (
         'reason="unknown_code",source="hl7"} 1.0',
+        'reason="mllp_framing",source="hl7"} 1.0',
         'source="hl7",status="AA"} 2.0',
         'source="hl7",status="AE"} 2.0',
         'source="hl7",status="AR"} 2.0',

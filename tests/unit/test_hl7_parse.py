@@ -94,3 +94,12 @@ def test_windows_accumulate_per_patient_and_end_at_the_latest_observation() -> N
     assert window.values[-3][:2] == [82.0, 97.0] and window.values[-1][0] == 82.0
     other = buffers.add("P2", "bed", first.observations)
     assert other.values[-2] == [None] * 6
+
+
+def test_window_buffers_are_bounded() -> None:
+    buffers = PatientWindows(length=3, interval_s=60.0, max_patients=2)
+    observations = parse_oru(ORU, NOW).observations
+    for patient in ("P1", "P2", "P3"):
+        buffers.add(patient, "bed", observations)
+    window = buffers.add("P1", "bed", [o for o in observations if o.channel == "temp"])
+    assert window.values[-1][0] is None  # P1 was evicted: its heart rate is gone, not invented
