@@ -145,9 +145,30 @@ def triton_catalog() -> dict[str, frozenset[str]]:
     return exposition_catalog(TRITON_CAPTURE.read_text())
 
 
+# Per-GPU series Triton exports only where there are GPUs (Triton's metrics documentation), so
+# they are not in the CPU capture above.
+TRITON_GPU_SERIES = {
+    name: frozenset({"gpu_uuid"})
+    for name in (
+        "nv_gpu_utilization",
+        "nv_gpu_memory_total_bytes",
+        "nv_gpu_memory_used_bytes",
+        "nv_gpu_power_usage",
+        "nv_gpu_power_limit",
+        "nv_energy_consumption",
+    )
+}
+
+
 def known_series() -> dict[str, frozenset[str]]:
     """Everything a query may select: worker, producers, Triton and Prometheus' own `up`."""
-    return {**worker_catalog(), **producer_catalog(), **triton_catalog(), "up": frozenset()}
+    return {
+        **worker_catalog(),
+        **producer_catalog(),
+        **triton_catalog(),
+        **TRITON_GPU_SERIES,
+        "up": frozenset(),
+    }
 
 
 def problems(expr: str, series: dict[str, frozenset[str]]) -> list[str]:
