@@ -1,8 +1,8 @@
 """`medstream worker`: check Triton and Kafka, then run the faust worker until stopped.
 
 Start-up fails fast (exit code 2, one clear line) when settings are invalid, Triton is not
-live/ready, a model is missing or its tensors differ from what the worker sends, or Kafka is
-unreachable or lacks the topics.
+live/ready, a model is missing, its tensors differ from what the worker sends or a test
+inference on zeros fails, or Kafka is unreachable or lacks the topics.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 import faust
+import numpy as np
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -19,8 +20,8 @@ from pydantic import ValidationError
 from worker.agents.scans import scan_model_spec
 from worker.agents.vitals import vitals_model_spec
 from worker.app import create_app
-from worker.errors import ConfigurationError
-from worker.inference.protocol import ModelInfo
+from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
+from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
 from worker.metrics import Metrics
 from worker.scan_input import quiet_pydicom
@@ -35,15 +36,31 @@ async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
     """Server live/ready, both models ready and matching; their ModelInfo by name."""
     backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
                             metrics=Metrics.create())
+    specs = [scan_model_spec(settings.scan_model), vitals_model_spec(settings.vitals_model)]
     try:
-        models = await backend.start([scan_model_spec(settings.scan_model),
-                                      vitals_model_spec(settings.vitals_model)])
+        models = await backend.start(specs)
+        scan = models[settings.scan_model]
+        if not scan.labels:
+            raise ConfigurationError(
+                f"model {scan.name!r} has no 'labels' parameter in its config.pbtxt")
+        for spec in specs:
+            outputs = await probe_inference(backend, spec)
+            if spec.name == scan.name and outputs["probabilities"].shape[-1] != len(scan.labels):
+                raise ConfigurationError(
+                    f"model {scan.name!r} returns {outputs['probabilities'].shape[-1]} "
+                    f"probabilities but its config names {len(scan.labels)} labels")
     finally:
         await backend.stop()
-    if not models[settings.scan_model].labels:
-        raise ConfigurationError(
-            f"model {settings.scan_model!r} has no 'labels' parameter in its config.pbtxt")
     return models
+
+
+async def probe_inference(backend: TritonBackend, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """One inference on zeros (also warms the model up); ConfigurationError when it fails."""
+    inputs = {t.name: np.zeros((1, *t.dims), np.float32) for t in spec.inputs}
+    try:
+        return await backend.infer(spec.name, inputs)
+    except (PoisonMessage, RetryableInference) as exc:
+        raise ConfigurationError(f"model {spec.name!r} fails a test inference: {exc}") from exc
 
 
 def check_kafka(settings: Settings) -> None:
