@@ -75,3 +75,15 @@ def test_prometheus_scrape_targets_are_compose_services(compose: dict) -> None:
     } | {name for job in config["scrape_configs"]
          for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
     assert sorted(hosts - set(compose["services"])) == []
+
+
+def test_medstream_commands_parse(compose: dict) -> None:
+    """Every `medstream ...` command line in the file is one the CLI accepts."""
+    from worker.cli import build_parser
+
+    parser = build_parser()
+    commands = [s["command"] for s in compose["services"].values()
+                if isinstance(s.get("command"), list) and s["command"][0] == "medstream"]
+    assert len(commands) >= 5
+    for command in commands:
+        assert callable(parser.parse_args(command[1:]).func), command
