@@ -131,27 +131,24 @@ def _machine_line(machine: dict) -> str:
 
 
 def render(result: dict, markdown: bool) -> str:
-    """The whole report as text (console) or Markdown."""
+    """The whole report as text (console) or Markdown (sections as separate paragraphs)."""
     when = datetime.fromtimestamp(result["started"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"medstream bench ({result['plan']}, {when}, {result['duration_s']:.0f} s)"
-    parts = [
-        f"### {title}" if markdown else title,
-        f"Machine: {_machine_line(result['machine'])}",
-        f"Worker settings: {json.dumps(result['settings'], sort_keys=True)}",
-        "",
-        "**Throughput** (pre-filled topic, steady state)" if markdown else "Throughput",
-        _table(THROUGHPUT_HEAD, throughput_rows(result), markdown),
-        "",
-        "**Latency** (paced open-loop load, event sent -> prediction received)"
-        if markdown else "Latency",
-        _table(LATENCY_HEAD, latency_rows(result), markdown),
-        "",
-        hop_line(result),
-        "",
-        "**Clinical framing**" if markdown else "Clinical framing",
-        *(f"- {line}" if markdown else line for line in clinical_lines(result)),
+    clinical = clinical_lines(result)
+    sections = [
+        [f"### {title}" if markdown else title],
+        [f"Machine: {_machine_line(result['machine'])}"],
+        [f"Worker settings: {json.dumps(result['settings'], sort_keys=True)}"],
+        ["**Throughput** (pre-filled topic, steady state)" if markdown else "Throughput"],
+        [_table(THROUGHPUT_HEAD, throughput_rows(result), markdown)],
+        ["**Latency** (paced open-loop load, event sent -> prediction received)"
+         if markdown else "Latency"],
+        [_table(LATENCY_HEAD, latency_rows(result), markdown)],
+        [hop_line(result)],
+        ["**Clinical framing**" if markdown else "Clinical framing"],
+        [f"- {line}" for line in clinical] if markdown else clinical,
     ]
-    return "\n".join(parts) + "\n"
+    return ("\n\n" if markdown else "\n").join("\n".join(lines) for lines in sections) + "\n"
 
 
 def write_markdown(path: Path, result: dict) -> None:
