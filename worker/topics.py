@@ -16,14 +16,18 @@ log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """The four medstream topics; `scans` accepts messages up to settings.max_message_bytes."""
+    """The four medstream topics.
+
+    `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
+    letter carries the original value unchanged, so a large bad scan must fit there too.
+    """
     partitions = settings.topic_partitions
-    scans_config = {"max.message.bytes": str(settings.max_message_bytes)}
+    large = {"max.message.bytes": str(settings.max_message_bytes)}
     return [
-        NewTopic(settings.topic_scans, partitions, 1, topic_configs=scans_config),
+        NewTopic(settings.topic_scans, partitions, 1, topic_configs=large),
         NewTopic(settings.topic_vitals, partitions, 1),
         NewTopic(settings.topic_predictions, partitions, 1),
-        NewTopic(settings.topic_deadletter, partitions, 1),
+        NewTopic(settings.topic_deadletter, partitions, 1, topic_configs=large),
     ]
 
 
