@@ -84,11 +84,12 @@ def test_broker_plan_rejects_unknown_kind(tmp_path: Path) -> None:
         broker.plan("redpanda", "127.0.0.1", 19092, tmp_path)
 
 
-def test_topic_specs_give_scans_the_message_limit() -> None:
+def test_topic_specs_give_scans_and_deadletter_the_message_limit() -> None:
     specs = {t.name: t for t in topic_specs(Settings(topic_partitions=3, max_message_bytes=2048))}
     assert set(specs) == {"scans", "vitals", "predictions", "deadletter"}
     assert all(t.num_partitions == 3 for t in specs.values())
     assert specs["scans"].topic_configs == {"max.message.bytes": "2048"}
+    assert specs["deadletter"].topic_configs == {"max.message.bytes": "2048"}
 
 
 def test_service_start_stop_and_stale_pid_file(tmp_path: Path) -> None:
