@@ -111,6 +111,8 @@ def json_object(value: bytes) -> dict[str, Any]:
         obj = json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage("json_decode", f"invalid JSON: {type(exc).__name__} at {_where(exc)}") from exc
+    except RecursionError as exc:  # deeply nested arrays/objects
+        raise PoisonMessage("json_decode", "invalid JSON: nested too deeply") from exc
     if not isinstance(obj, dict):
         raise PoisonMessage("json_decode", f"expected a JSON object, got {type(obj).__name__}")
     return obj
