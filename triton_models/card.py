@@ -75,7 +75,7 @@ def _vitals_section(v: dict) -> list[str]:
         "| channel | LSTM RMSE | LSTM MAE | last-value RMSE | last-value MAE |", "|---|---|---|---|---|",
         *rows, "",
         (f"The LSTM's forecast RMSE is {gain:+.1%} relative to carrying the last value forward "
-         "(averaged over channels): a marginal gain, as expected on mostly AR(1)-like synthetic "
+         "(averaged over channels): a marginal difference, as expected on mostly AR(1)-like synthetic "
          "channels. Treat `forecast` as a smoothed last value, not as a prediction of change."), "",
     ]
 
