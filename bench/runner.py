@@ -49,8 +49,8 @@ class Plan:
     loads: tuple[float, ...] = (0.5, 0.8)  # fractions of the measured maximum
 
 
-QUICK = Plan(name="quick", workloads=("scans-ct512", "vitals"), drain_s=4.0, naive_s=1.5,
-             probe_s=0.3, concurrencies=(4,), paced_s=2.5)
+QUICK = Plan(name="quick", workloads=("scans-ct512", "vitals"), drain_s=3.0, naive_s=1.5,
+             probe_s=0.25, concurrencies=(4,), paced_s=2.0)
 FULL = Plan(name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals"),
             drain_s=15.0, naive_s=5.0, probe_s=1.0, concurrencies=(1, 4), paced_s=8.0)
 
@@ -111,35 +111,51 @@ def _session(workload: Workload, stack: Stack, topics: e2e.Topics, app_id: str,
     return e2e.Session(settings, worker, collector, stack.triton_pid)
 
 
+def _input_topic(workload: Workload, topics: e2e.Topics) -> str:
+    return topics.scans if workload.kind == "scan" else topics.vitals
+
+
+async def _latency(session: e2e.Session, workload: Workload, plan: Plan, topic: str,
+                   prefix: str, max_rate: float) -> dict:
+    """Paced loads at the plan's fractions of `max_rate`, then the CT series (ct512 only)."""
+    out: dict = {"paced": []}
+    for fraction in plan.loads:
+        rate = max_rate * fraction
+        count = max(20, int(rate * plan.paced_s))
+        messages = workload.messages(count, f"{prefix}-p{int(fraction * 100)}")
+        out["paced"].append({"load": fraction, **await e2e.paced(
+            session, topic, messages, rate, workload.model, 60.0 + plan.paced_s * 3)})
+    if workload.name == CLINICAL_WORKLOAD:
+        series = corpus.scan_messages(workload.size_class, CLINICAL_SLICES, one_study=True)
+        out["ct_series"] = await e2e.ct_series(session, topic, series, 180.0)
+    return out
+
+
 async def _medstream(workload: Workload, stack: Stack, plan: Plan, prefix: str,
                      backlog: list[corpus.Message]) -> dict:
-    """Drain the pre-filled backlog with one worker; paced loads and the CT series with a
-    second one on fresh topics (so no backlog is left under the latency phases)."""
-    drain_topics, live_topics = e2e.Topics.fresh(prefix), e2e.Topics.fresh(f"{prefix}-live")
+    """Drain the pre-filled backlog, then the latency phases: on the same worker when it
+    served the whole backlog, else on a second worker with fresh topics (no backlog left)."""
+    drain_topics = e2e.Topics.fresh(prefix)
     async with _session(workload, stack, drain_topics, prefix, "drain") as session:
         result = await e2e.drain(session, backlog, workload.model, plan.drain_s, STARTUP_TIMEOUT_S)
+        drained = result["served"] == len(backlog)
+        if drained:
+            result |= await _latency(session, workload, plan, _input_topic(workload, drain_topics),
+                                     prefix, result["msg_per_s"])
         peak = e2e.peak_rss_bytes(session.worker)
-    create_bench_topics(stack.settings, live_topics.names(), stack.settings.topic_partitions)
-    in_topic = live_topics.scans if workload.kind == "scan" else live_topics.vitals
-    try:
-        async with _session(workload, stack, live_topics, f"{prefix}-live", "live") as session:
-            await _warm_up(session, workload, in_topic, prefix)
-            paced = []
-            for fraction in plan.loads:
-                rate = result["msg_per_s"] * fraction
-                count = max(20, int(rate * plan.paced_s))
-                messages = workload.messages(count, f"{prefix}-p{int(fraction * 100)}")
-                paced.append({"load": fraction, **await e2e.paced(
-                    session, in_topic, messages, rate, workload.model, 60.0 + plan.paced_s * 3)})
-            result["paced"] = paced
-            if workload.name == CLINICAL_WORKLOAD:
-                series = corpus.scan_messages(workload.size_class, CLINICAL_SLICES,
-                                              one_study=True)
-                result["ct_series"] = await e2e.ct_series(session, in_topic, series, 180.0)
-            peak = max(peak, e2e.peak_rss_bytes(session.worker))
-    finally:
-        delete_topics(stack.settings, live_topics.names() + e2e.faust_topics(f"{prefix}-live"))
+    if not drained:
+        live, live_id = e2e.Topics.fresh(f"{prefix}-live"), f"{prefix}-live"
+        create_bench_topics(stack.settings, live.names(), stack.settings.topic_partitions)
+        try:
+            async with _session(workload, stack, live, live_id, "live") as session:
+                await _warm_up(session, workload, _input_topic(workload, live), prefix)
+                result |= await _latency(session, workload, plan, _input_topic(workload, live),
+                                         prefix, result["msg_per_s"])
+                peak = max(peak, e2e.peak_rss_bytes(session.worker))
+        finally:
+            delete_topics(stack.settings, live.names() + e2e.faust_topics(live_id))
     result["peak_rss_bytes"] = peak
+    result["latency_worker"] = "drain worker" if drained else "fresh worker"
     return result
 
 
@@ -163,7 +179,7 @@ async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str
     naive_out = f"{prefix}-naive"
     create_bench_topics(settings, topics.names() + [naive_out], settings.topic_partitions)
     try:
-        in_topic = topics.scans if workload.kind == "scan" else topics.vitals
+        in_topic = _input_topic(workload, topics)
         n_backlog, n_naive = sizes(workload.name, result, plan, cores)
         backlog = workload.messages(n_backlog, prefix)
         await load.prefill(settings.kafka_bootstrap, in_topic, backlog, settings.max_message_bytes)
