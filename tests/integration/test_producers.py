@@ -265,49 +265,76 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     assert 'reason="association_rejected",source="dicom_scp"} 1.0' in text
 
 
-def test_dicom_scp_answers_out_of_resources_when_kafka_is_gone(
-    settings: Settings, receiver, tmp_path: Path
-) -> None:
-    """A broker of this test's own is stopped mid-run: the sender is told to retry (0xA700)."""
-    kafka_port, port, metrics_port = _free_port(), _free_port(), _free_port()
-    broker_plan = broker.plan("tansu", "127.0.0.1", kafka_port, tmp_path)
-    broker_proc = subprocess.Popen(
-        broker_plan.argv, env=broker_plan.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A Tansu broker of this test's own (port, process), with topic `own`; the test may stop it."""
+    port = _free_port()
+    plan = broker.plan("tansu", "127.0.0.1", port, tmp_path)
+    proc = subprocess.Popen(
+        plan.argv, env=plan.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_until(lambda: _port_open(kafka_port), broker_proc)
-        create_topics(f"127.0.0.1:{kafka_port}", [NewTopic("scans-own", 1, 1)])
-        env = _env(
-            settings,
-            MEDSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}",
-            MEDSTREAM_PRODUCER_DELIVERY_TIMEOUT_S="4",
-            MEDSTREAM_PRODUCER_BOOTSTRAP_TIMEOUT_S="4",
-        )
-        proc = receiver(
-            [
-                "dicom",
-                "--port",
-                str(port),
-                "--topic",
-                "scans-own",
-                "--metrics-port",
-                str(metrics_port),
-            ],
-            env,
-        )
-        _wait_until(lambda: _echo_ok(port, "MEDSTREAM"), proc)
-        store = ["storescu", "-v", "-aec", "MEDSTREAM", "127.0.0.1", str(port)]
-        ok = _run([*store, str(CT)])
-        assert ok.returncode == 0, ok.stderr
+        _wait_until(lambda: _port_open(port), proc)
+        create_topics(f"127.0.0.1:{port}", [NewTopic("own", 1, 1)])
+        yield port, proc
     finally:
-        broker_proc.terminate()
-        broker_proc.wait(timeout=WAIT_S)
+        proc.terminate()
+        proc.wait(timeout=WAIT_S)
+
+
+def _own_broker_env(settings: Settings, kafka_port: int) -> dict[str, str]:
+    return _env(
+        settings,
+        MEDSTREAM_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}",
+        MEDSTREAM_PRODUCER_DELIVERY_TIMEOUT_S="4",
+        MEDSTREAM_PRODUCER_BOOTSTRAP_TIMEOUT_S="4",
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=WAIT_S)
+
+
+def test_dicom_scp_answers_out_of_resources_when_kafka_is_gone(
+    settings: Settings, receiver, own_broker
+) -> None:
+    """The broker stops mid-run: the sender is told to retry (0xA700), the SCP keeps serving."""
+    (kafka_port, broker_proc), port, metrics_port = own_broker, _free_port(), _free_port()
+    args = ["dicom", "--port", str(port), "--topic", "own", "--metrics-port", str(metrics_port)]
+    proc = receiver(args, _own_broker_env(settings, kafka_port))
+    _wait_until(lambda: _echo_ok(port, "MEDSTREAM"), proc)
+    store = ["storescu", "-v", "-aec", "MEDSTREAM", "127.0.0.1", str(port)]
+    ok = _run([*store, str(CT)])
+    assert ok.returncode == 0, ok.stderr
+    _stop(broker_proc)
     refused = _run([*store, str(MR)])
     assert refused.returncode != 0 and "OutOfResources" in refused.stderr, refused.stderr
     assert _echo_ok(port, "MEDSTREAM")  # still serving
     text = _metrics(metrics_port)
     assert 'medstream_producer_publish_failures_total{source="dicom_scp"} 1.0' in text
     assert 'source="dicom_scp",status="0xA700"} 1.0' in text
+
+
+def test_hl7_listener_answers_ae_when_kafka_is_gone(
+    settings: Settings, receiver, own_broker, tmp_path: Path
+) -> None:
+    """The broker stops mid-run: the sender gets AE (retry later), the listener keeps serving."""
+    (kafka_port, broker_proc), port, metrics_port = own_broker, _free_port(), _free_port()
+    args = ["hl7", "--port", str(port), "--topic", "own", "--metrics-port", str(metrics_port)]
+    proc = receiver(args, _own_broker_env(settings, kafka_port))
+    _wait_until(lambda: _port_open(port), proc)
+    message = tmp_path / "one.hl7"
+    message.write_text(_oru("K1", 0, "OBX|1|NM|8867-4^Heart rate^LN||88|/min|||||F"))
+    assert _mllp_send(port, message) == ["MSA|AA|K1"]
+    _stop(broker_proc)
+    message.write_text(_oru("K2", 1, "OBX|1|NM|8867-4^Heart rate^LN||89|/min|||||F"))
+    (nak,) = _mllp_send(port, message)
+    assert nak.startswith("MSA|AE|K2|not stored, retry later")
+    assert _port_open(port)
+    text = _metrics(metrics_port)
+    assert 'medstream_producer_publish_failures_total{source="hl7"} 1.0' in text
+    assert 'reason="kafka_unavailable",source="hl7"} 1.0' in text
 
 
 def test_produce_vitals_from_csv_mitbih_and_simulation(
