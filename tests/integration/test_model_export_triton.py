@@ -12,14 +12,18 @@ from pydicom.data import get_testdata_file
 from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
 from triton_models.build import CHECKPOINTS, load_scan, load_vitals
 from triton_models.export import sha256_file
-from triton_models.training.images import load_pneumonia
-from triton_models.training.scan import eval_tensors
 from triton_models.training.vitals_data import make_windows, real_heart_rate
 from worker.preprocess.scan import dicom_to_tensor
 
 pytestmark = pytest.mark.integration
 
 ATOL = 1e-4
+# Real scans of several modalities and encodings (pydicom + pydicom-data, the `train` extra).
+DICOM_FILES = (
+    "CT_small.dcm", "MR_small.dcm", "RG1_UNCR.dcm", "RG3_UNCR.dcm", "MR2_UNCR.dcm",
+    "US1_UNCR.dcm", "emri_small.dcm", "SC_rgb.dcm", "693_UNCR.dcm", "JPEG2000.dcm",
+    "MR_small_RLE.dcm",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +50,7 @@ def test_scan_cnn_served_matches_torch(client) -> None:
     params = served_parameters(client, SCAN_MODEL)
     assert params["model_sha256"] == sha256_file(REPOSITORY / SCAN_MODEL / "1" / "model.onnx")
     assert params["labels"].split(",") == labels and params["version"] == version
-    xray = eval_tensors(load_pneumonia().images).numpy()
-    dicoms = np.stack([dicom_to_tensor(pydicom.dcmread(get_testdata_file(n)))
-                       for n in ("CT_small.dcm", "MR_small.dcm", "RG1_UNCR.dcm")])
-    batch = np.concatenate([xray, dicoms])
+    batch = np.stack([dicom_to_tensor(pydicom.dcmread(get_testdata_file(n))) for n in DICOM_FILES])
     (served,) = infer(client, SCAN_MODEL, "image", batch, ["probabilities"])
     with torch.no_grad():
         reference = model(torch.from_numpy(batch)).numpy()
