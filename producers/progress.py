@@ -81,21 +81,24 @@ def publishing(tally: Tally, publisher: Publisher, progress: Progress) -> Iterat
 
 
 class Progress:
-    """Rewrites one status line on a terminal at most every `every_s` seconds."""
+    """Running counts on stderr: one rewritten line on a terminal (every 0.5 s), otherwise
+    (logs, containers) one line every 10 s."""
 
-    def __init__(self, what: str, stream: TextIO = sys.stderr, every_s: float = 0.5) -> None:
-        self._what, self._stream, self._every_s = what, stream, every_s
+    def __init__(self, what: str, stream: TextIO = sys.stderr) -> None:
+        self._what, self._stream = what, stream
         self._tty = stream.isatty()
+        self._every_s = 0.5 if self._tty else 10.0
         self._start = self._last = time.monotonic()
 
-    def update(self, tally: Tally, *, force: bool = False) -> None:
-        """Show the running counts (terminal only) when due."""
+    def update(self, tally: Tally) -> None:
+        """Show the running counts when due."""
         now = time.monotonic()
-        if not self._tty or (not force and now - self._last < self._every_s):
+        if now - self._last < self._every_s:
             return
         self._last = now
         rate = tally.published / max(now - self._start, 1e-9)
-        self._stream.write(f"\r{tally.summary(self._what)} [{rate:.1f} msg/s]")
+        line = f"{tally.summary(self._what)} [{rate:.1f} msg/s]"
+        self._stream.write(f"\r{line}" if self._tty else f"{line}\n")
         self._stream.flush()
 
     def report(self, name: str, reason: str, message: str) -> None:

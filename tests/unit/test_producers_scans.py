@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 
 from producers.claimcheck import ClaimCheckStore
 from producers.deid.pseudonym import Pseudonymizer
+from producers.progress import Progress, Tally
 from producers.scan_events import build_scan_event
 from producers.scan_sources import iter_inputs
 from worker.errors import PoisonMessage
@@ -102,3 +103,18 @@ def test_inputs_walk_folders_and_zips_in_order(tmp_path: Path) -> None:
     assert names[2].endswith("study.zip!series/1.dcm") and names[3].endswith("series/2.dcm")
     assert items[2][1] == CT.read_bytes()
     assert isinstance(items[4][1], FileNotFoundError)
+
+
+def test_run_summary_counts_rejections_by_reason() -> None:
+    stream, tally = io.StringIO(), Tally()
+    progress = Progress("scans", stream)
+    for name in ("seen", "seen", "seen", "published", "claim_checked"):
+        tally.add(name)
+    tally.reject("not_dicom")
+    tally.reject("not_dicom")
+    progress.report("a.txt", "not_dicom", "not a DICOM Part-10 file")
+    progress.finish(tally)
+    assert stream.getvalue().splitlines() == [
+        "skipped a.txt: not_dicom: not a DICOM Part-10 file",
+        "scans: 3 read, 1 published (1 by claim-check), 2 rejected (not_dicom=2), 0 failed",
+    ]
