@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
@@ -85,7 +84,7 @@ def build_scan(opts: BuildOptions) -> str:
     else:
         data = load_image_set(opts.dataset, list(opts.classes) if opts.classes else None)
         log.info("scan_cnn: training on %s %s", data.source, data.counts())
-        model = train_scan(data, np.arange(len(data.images)),
+        model = train_scan(data, data.train_indices(),
                            ScanTrainConfig(epochs=opts.scan_epochs, seed=opts.seed))
         classes = data.classes
         version = f"{MODEL_VERSION}-{dataset_tag(opts.dataset)}-seed{opts.seed}"

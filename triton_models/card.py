@@ -24,6 +24,20 @@ def _calibration_table(cal: tuple) -> list[str]:
             *(f"| {b} | {n} | {p:.2f} | {r:.2f} |" for b, n, p, r in rows)]
 
 
+def _split_sentence(scan: dict) -> str:
+    if scan["folds"] == 0:
+        size = "**Tiny test set**" if scan["n_test"] < 100 else "Test set"
+        return (f"- {size}: the source's own test split, {scan['n_test']} images; the shipped "
+                "model is trained on its train (+val) split only.")
+    tiny = scan["n"] < 100
+    return (f"- **{'Tiny test' if tiny else 'Test'} set: {scan['n']} images.** The figures below come "
+            f"from {scan['folds']}-fold patient-grouped cross-validation of the training procedure "
+            "(each image predicted once by a model that never saw its patient); the shipped model is "
+            "trained on all images."
+            + (" With so few images the intervals are wide; treat the point values as anecdotes."
+               if tiny else ""))
+
+
 def _scan_section(scan: dict) -> list[str]:
     counts = ", ".join(f"{k}: {v}" for k, v in scan["counts"].items())
     lines = [
@@ -32,10 +46,7 @@ def _scan_section(scan: dict) -> list[str]:
         (f"- Labels (config.pbtxt `labels`, index order of `probabilities`): `{','.join(scan['config_labels'])}`"
         f" (checkpoint: `{','.join(scan['labels'])}`)."),
         f"- Data: {scan['source']}; {scan['n']} images ({counts}) from {scan['groups']} patients.",
-        (f"- **Tiny test set: {scan['n']} images.** The figures below come from {scan['folds']}-fold "
-        "patient-grouped cross-validation of the training procedure (each image predicted once by a "
-        "model that never saw its patient); the shipped model is trained on all images. "
-        "The intervals are wide because the sample is tiny; treat the point values as anecdotes."),
+        _split_sentence(scan),
         ("- Preprocessing: `worker.preprocess.scan.pixels_to_tensor` (training calls it on every "
         "augmented crop; evaluation and the worker call it on the whole image)."),
         f"- Export check: ONNX vs torch max |diff| on these images = {scan['onnx_max_abs_diff']:.2e}.", "",

@@ -24,7 +24,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated class names for a .npz (default class0,class1,...)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch/onnxruntime threads")
-    parser.add_argument("--repository", type=Path, default=REPOSITORY, help="Triton model repository")
+    parser.add_argument("--repository", type=Path, default=REPOSITORY,
+                        help="Triton model repository (checkpoints in its checkpoints/)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +66,8 @@ def _run_build(args: argparse.Namespace) -> int:
         vitals_epochs=args.vitals_epochs or defaults.vitals_epochs,
         from_checkpoint=args.from_checkpoint,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        repository=args.repository, threads=args.threads,
+        repository=args.repository, checkpoints=args.repository / "checkpoints",
+        threads=args.threads,
     )
     for name, digest in build(opts).items():
         print(f"{name}: {args.repository / name / '1' / 'model.onnx'} sha256 {digest}")
@@ -79,7 +81,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     url = None if args.no_triton else (args.triton_grpc_url or Settings().triton_grpc_url)
     card = evaluate(EvaluateOptions(
         dataset=args.dataset, classes=_classes(args.classes), seed=args.seed, folds=args.folds,
-        repository=args.repository, threads=args.threads, triton_grpc_url=url,
+        repository=args.repository, checkpoints=args.repository / "checkpoints",
+        threads=args.threads, triton_grpc_url=url,
     ))
     args.card.parent.mkdir(parents=True, exist_ok=True)
     args.card.write_text(card)

@@ -22,7 +22,7 @@ from triton_models.bench import bench_local, bench_triton, onnx_session, timing_
 from triton_models.build import CHECKPOINTS, load_scan, load_vitals
 from triton_models.card import render_card
 from triton_models.training.images import load_image_set
-from triton_models.training.scan import ScanTrainConfig, cross_validate, eval_tensors
+from triton_models.training.scan import ScanTrainConfig, cross_validate, eval_tensors, held_out
 from triton_models.training.stats import (
     binary_report,
     calibration,
@@ -65,16 +65,21 @@ def evaluate_scan(opts: EvaluateOptions) -> dict[str, object]:
     """Grouped CV of the CNN procedure, label mapping and ONNX-vs-torch check."""
     data = load_image_set(opts.dataset, list(opts.classes) if opts.classes else None)
     config = ScanTrainConfig(seed=opts.seed)
-    folds = min(opts.folds, len(set(data.groups)))
-    probs = cross_validate(data, config, folds)
+    if "test" in data.split:  # the source's own split (MedMNIST): no cross-validation
+        folds = 0
+        test, probs = held_out(data, config)
+    else:
+        folds = min(opts.folds, len(set(data.groups)))
+        test, probs = np.arange(len(data.images)), cross_validate(data, config, folds)
+    labels = data.labels[test]
     result: dict[str, object] = {
-        "source": data.source, "counts": data.counts(), "n": len(data.images),
+        "source": data.source, "counts": data.counts(), "n": len(data.images), "n_test": len(test),
         "groups": len(set(data.groups)), "folds": folds, "classes": data.classes,
-        "multiclass": multiclass_report(data.labels, probs),
+        "multiclass": multiclass_report(labels, probs),
     }
     if len(data.classes) == 2:
-        result["binary"] = binary_report(data.labels, probs[:, 1], seed=opts.seed)
-        result["calibration"] = calibration(data.labels, probs[:, 1])
+        result["binary"] = binary_report(labels, probs[:, 1], seed=opts.seed)
+        result["calibration"] = calibration(labels, probs[:, 1])
     model, labels, version = load_scan(opts.checkpoints / f"{SCAN_MODEL}.pt")
     onnx_path = opts.repository / SCAN_MODEL / "1" / "model.onnx"
     session = onnx_session(onnx_path, opts.threads)

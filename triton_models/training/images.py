@@ -37,6 +37,12 @@ class ImageSet:
         if self.labels.min() < 0 or self.labels.max() >= len(self.classes):
             raise ValueError(f"{self.source}: label outside 0..{len(self.classes) - 1}")
 
+    def train_indices(self) -> np.ndarray:
+        """Images to train the shipped model on: the source's train split, else all of them."""
+        if "test" in self.split:
+            return np.flatnonzero(np.array(self.split) != "test")
+        return np.arange(len(self.images))
+
     def counts(self) -> dict[str, int]:
         """Images per class name."""
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}

@@ -106,6 +106,13 @@ def group_folds(groups: list[str], labels: np.ndarray, k: int, seed: int) -> lis
     return [np.flatnonzero(members == f) for f in range(k) if (members == f).any()]
 
 
+def held_out(data: ImageSet, config: ScanTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(test indices, probabilities) of a model trained on the source's own train split."""
+    test = np.flatnonzero(np.array(data.split) == "test")
+    model = train_scan(data, data.train_indices(), config)
+    return test, predict(model, eval_tensors([data.images[i] for i in test]))
+
+
 def cross_validate(data: ImageSet, config: ScanTrainConfig, k: int) -> np.ndarray:
     """Out-of-fold probabilities [N, C] from k grouped folds (each image predicted once)."""
     probs = np.zeros((len(data.images), len(data.classes)))
