@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,13 @@ def faust_topics(app_id: str) -> list[str]:
     return [f"{app_id}-__assignor-__leader"]
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for the benchmark worker's /metrics)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def scrape(url: str) -> dict[str, float]:
     """Prometheus text exposition -> {'name{k="v",..}': value} (empty dict when unreachable)."""
     try:
@@ -77,6 +85,7 @@ class WorkerProcess:
     app_id: str
     log_path: Path
     command: tuple[str, ...] = (sys.executable, "-m", "worker.cli", "worker")
+    web_port: int = field(default_factory=free_port)  # never clashes with a running worker
     proc: subprocess.Popen | None = None
     samples: list[tuple[float, procstat.ProcSample, procstat.ProcSample | None]] = field(
         default_factory=list)
@@ -84,7 +93,7 @@ class WorkerProcess:
     @property
     def metrics_url(self) -> str:
         """The worker's Prometheus endpoint."""
-        return f"http://{self.settings.web_host}:{self.settings.web_port}/metrics"
+        return f"http://{self.settings.web_host}:{self.web_port}/metrics"
 
     def start(self) -> None:
         """Launch the worker with the phase's environment; its output goes to `log_path`."""
@@ -93,7 +102,7 @@ class WorkerProcess:
             "MEDSTREAM_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "MEDSTREAM_TRITON_GRPC_URL": self.settings.triton_grpc_url,
             "MEDSTREAM_TRITON_HTTP_URL": self.settings.triton_http_url,
-            "MEDSTREAM_WEB_PORT": str(self.settings.web_port),
+            "MEDSTREAM_WEB_PORT": str(self.web_port),
             "MEDSTREAM_STATE_DIR": str(self.settings.state_dir),
             "MEDSTREAM_APP_ID": self.app_id,
             "MEDSTREAM_TOPIC_SCANS": self.topics.scans,
