@@ -67,6 +67,7 @@ def test_medmnist_npz(tmp_path) -> None:
     data = load_npz(tmp_path / "breastmnist.npz", ["benign", "malignant"])
     assert len(data.images) == 11 and data.split.count("test") == 3
     assert data.classes == ["benign", "malignant"] and list(data.labels[:4]) == [0, 1, 0, 1]
+    assert list(data.train_indices()) == list(range(8))  # the shipped model never sees test
 
 
 def test_out_of_range_label_rejected() -> None:
