@@ -60,6 +60,11 @@ def vitals_messages(n: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
     ]
 
 
+def scan_messages(n: int) -> list[tuple[bytes, bytes]]:
+    """`n` DICOM files (the harness' sample images, fresh SOPInstanceUIDs) keyed by UID."""
+    return [(uid.encode(), data) for uid, data in dicom_scans(n)]
+
+
 @dataclass
 class WorkerRun:
     """One worker on its own topics, and how many messages of each kind were sent to it."""
@@ -121,8 +126,7 @@ def running_worker(settings: Settings, state: Path, web_port: int = 0) -> Iterat
         process.web_port = web_port
     run = WorkerRun(settings, process)
     run.send("vitals", vitals_messages(N_VITALS) + [(b"k", b"{not json")] * N_BAD_VITALS)
-    scans = [(uid.encode(), data) for uid, data in dicom_scans(N_SCANS)]
-    run.send("scan", scans + [(b"k", b"\x00garbage, not DICOM")] * N_BAD_SCANS)
+    run.send("scan", scan_messages(N_SCANS) + [(b"k", b"\x00garbage, not DICOM")] * N_BAD_SCANS)
     run.process.start()
     try:
         run.process.wait_ready(120)

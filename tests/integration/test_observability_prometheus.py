@@ -21,6 +21,7 @@ import pytest
 import yaml
 from observability_queries import (
     RULES,
+    TRITON_GPU_SERIES,
     dashboard_queries,
     parse,
     prometheus_binary,
@@ -33,6 +34,8 @@ from observability_support import (
     get,
     predictions_by_kind,
     running_worker,
+    scan_messages,
+    vitals_messages,
     wait_for,
 )
 from worker_harness import free_port
@@ -42,10 +45,11 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 SCRAPE_S = 1
+WAVES, WAVE_VITALS, WAVE_SCANS = 6, 20, 4
 RATE_INTERVAL = "10s"  # what Grafana's $__rate_interval becomes at a 1 s scrape interval
-# Series that a healthy worker-only run does not produce: producers are not running, no
-# inference failed, and the breaker gauge is only set once a breaker changes state.
-ABSENT_HERE = frozenset(
+# Series that a healthy worker-only run on CPU does not produce: producers are not running, no
+# inference failed, the breaker gauge is only set once a breaker changes state, and no GPU.
+ABSENT_HERE = TRITON_GPU_SERIES.keys() | frozenset(
     {
         "medstream_inference_errors_total",
         "medstream_circuit_open",
@@ -130,7 +134,12 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def observed(settings: Settings, tmp_path_factory) -> Iterator[tuple[Prometheus, WorkerRun, float]]:
-    """Prometheus started first, then the worker and its backlog; yields once all is served."""
+    """Prometheus started first, then the worker and its backlog, then steady traffic; yields
+    once Prometheus has scraped every prediction.
+
+    The steady part matters: a labelled series appears on /metrics at its first increment, so a
+    backlog served within one scrape interval shows up already at its final value and rate()
+    sees no increase. Live traffic after the first scrapes is what the dashboard displays."""
     binary = prometheus_binary("prometheus")
     port, work = free_port(), tmp_path_factory.mktemp("prometheus")
     prom = Prometheus(binary, prometheus_config(port, settings.triton_metrics_url), work)
@@ -140,10 +149,14 @@ def observed(settings: Settings, tmp_path_factory) -> Iterator[tuple[Prometheus,
         with running_worker(settings, tmp_path_factory.mktemp("worker"), web_port=port) as run:
             predictions_by_kind(run, N_VITALS + N_SCANS)
             total = "sum(medstream_predictions_total)"
+            wait_for("prometheus to scrape the backlog's predictions", lambda: prom.scalar(total))
+            for wave in range(WAVES):
+                run.send("vitals", vitals_messages(WAVE_VITALS, seed=1000 * (wave + 1)))
+                run.send("scan", scan_messages(WAVE_SCANS))
+                time.sleep(SCRAPE_S)
+            expected = N_VITALS + N_SCANS + WAVES * (WAVE_VITALS + WAVE_SCANS)
             wait_for(
-                "prometheus to scrape every prediction",
-                lambda: prom.scalar(total) == N_VITALS + N_SCANS,
-                60,
+                "prometheus to scrape every prediction", lambda: prom.scalar(total) == expected, 90
             )
             time.sleep(3 * SCRAPE_S)  # a few evaluations of the rules on the final figures
             yield prom, run, started
