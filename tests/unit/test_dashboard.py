@@ -108,6 +108,16 @@ def test_panels_are_well_formed() -> None:
     assert dashboard()["uid"] == "medstream"
 
 
+def test_panels_do_not_overlap_on_the_grid() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for p in dashboard_panels():
+        pos = p["gridPos"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = p["title"]
+
+
 def test_dashboard_provider_points_at_the_mounted_dashboards() -> None:
     provider = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/dashboards/medstream.yml").read_text()
