@@ -126,7 +126,8 @@ class WorkerProcess:
 
     def sample(self, triton_pid: int | None) -> None:
         """Record (time, worker CPU/RSS, Triton + backend stubs CPU/RSS) now."""
-        assert self.proc is not None
+        if self.proc is None:
+            raise RuntimeError("the worker was not started")
         worker = procstat.sample(self.proc.pid)
         server = procstat.sample_tree(triton_pid) if triton_pid else None
         self.samples.append((time.time(), worker, server))
@@ -169,7 +170,7 @@ def cpu_per_1k(worker: WorkerProcess, start: float, end: float, messages: int) -
 
 
 def peak_rss_bytes(worker: WorkerProcess) -> int:
-    """The worker's peak resident set (VmHWM) at its last sample."""
+    """The worker's peak resident set (VmHWM) over its samples."""
     return max((w.peak_rss_bytes for _, w, _ in worker.samples), default=0)
 
 
