@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -45,24 +44,8 @@ def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
     parser.add_argument("--metrics-port", type=int, help=metrics_help)
 
 
-def _import_faust_with_clean_argv() -> None:
-    """Import faust before the worker's command module does, with our options hidden.
-
-    On first import faust reads `--loop`/`-L`/`--datadir` from sys.argv and switches the event
-    loop, so `medstream produce scans --loop` crashed while the parser was still being built
-    (worker.run imports faust at module level).
-    """
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        importlib.import_module("faust")
-    finally:
-        sys.argv = argv
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `produce` and `receive` with their sub-commands."""
-    _import_faust_with_clean_argv()
     produce = subparsers.add_parser("produce", help="publish scans or vital-sign windows to Kafka")
     kinds = produce.add_subparsers(dest="kind", required=True)
 

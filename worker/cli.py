@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+from types import ModuleType
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per sub-command module; each helper adds its own
@@ -24,13 +25,27 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def _import_hiding_argv(name: str) -> ModuleType:
+    """Import a command module with our own options hidden from sys.argv.
+
+    faust reads `--loop`/`-L`/`--datadir` from sys.argv when first imported and switches the
+    event loop, so `medstream produce scans --loop` crashed while the parser was being built.
+    """
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.argv = argv
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every sub-command registered."""
     parser = argparse.ArgumentParser(prog="medstream", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        _import_hiding_argv(name).register(sub)
     return parser
 
 
