@@ -23,6 +23,7 @@ from worker.promstats import (
     parse_metrics,
     sum_by,
 )
+from worker.settings import Settings
 
 CLEAR = "\x1b[H\x1b[2J"
 P = "medstream_"
@@ -279,8 +280,6 @@ def frames(worker_url: str, triton_url: str, interval_s: float, timeout_s: float
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `medstream top`."""
-    from worker.settings import Settings
-
     settings = Settings()
     worker_url = args.url or f"http://{settings.web_host}:{settings.web_port}/metrics"
     triton_url = args.triton_url or f"http://{settings.triton_metrics_url}/metrics"
