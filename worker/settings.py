@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +45,17 @@ class Settings(BaseSettings):
     broker_commit_interval_s: float = Field(0.5, gt=0)  # small: fewer duplicates after a crash
     producer_max_request_size: int = Field(11 * 1024 * 1024, ge=1024)
 
+    # Kafka transport security (worker/security.py turns these into client arguments).
+    # PLAINTEXT only on loopback; SSL or SASL_SSL wherever the broker is on a network.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # None: the system CA store
+    kafka_ssl_certfile: Path | None = None  # client certificate (mutual TLS), with keyfile
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+
     # Input limits, checked before decoding (oversize -> dead letter)
     max_scan_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_vitals_bytes: int = Field(1024 * 1024, ge=256)
@@ -56,6 +68,10 @@ class Settings(BaseSettings):
     triton_http_url: str = "127.0.0.1:8000"
     triton_metrics_url: str = "127.0.0.1:8002"
     triton_timeout_s: float = Field(10.0, gt=0)
+    triton_grpc_tls: bool = False  # TLS on the gRPC channel (worker/security.py)
+    triton_grpc_cafile: Path | None = None  # None: the system CA store
+    triton_grpc_certfile: Path | None = None  # client certificate (mutual TLS), with keyfile
+    triton_grpc_keyfile: Path | None = None
     scan_model: str = "scan_cnn"
     vitals_model: str = "vitals_lstm"
     triton_max_inflight: int = Field(4, ge=1)  # concurrent requests per batch
@@ -95,4 +111,22 @@ class Settings(BaseSettings):
     def _check_backoff(self) -> Settings:
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be >= retry_initial_s")
+        return self
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"{self.kafka_security_protocol} needs MEDSTREAM_KAFKA_SASL_USERNAME "
+                             "and MEDSTREAM_KAFKA_SASL_PASSWORD")
+        pairs = (("KAFKA_SSL", self.kafka_ssl_certfile, self.kafka_ssl_keyfile),
+                 ("TRITON_GRPC", self.triton_grpc_certfile, self.triton_grpc_keyfile))
+        for prefix, cert, key in pairs:
+            if (cert is None) != (key is None):
+                raise ValueError(f"set both MEDSTREAM_{prefix}_CERTFILE and MEDSTREAM_{prefix}_KEYFILE")
+        files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile,
+                 self.triton_grpc_cafile, self.triton_grpc_certfile, self.triton_grpc_keyfile)
+        for path in files:
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
         return self
