@@ -21,6 +21,7 @@ from worker.inference.resilience import Backoff, RetryingBackend
 from worker.inference.triton import TritonBackend
 from worker.metrics import Metrics
 from worker.pipeline import Kind
+from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
 from worker.web import STARTING, Readiness, register_views
 
@@ -52,6 +53,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_enabled=True,
+        **kafka_security(settings, "faust"),
     )
 
 
@@ -62,7 +64,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
     app = _faust_app(settings)
     readiness = Readiness(metrics)
     triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                           metrics=metrics)
+                           metrics=metrics, channel=triton_grpc_security(settings))
     sources = {settings.scan_model: settings.topic_scans, settings.vitals_model: settings.topic_vitals}
 
     def partitions_of(model: str) -> set[Any]:

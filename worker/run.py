@@ -25,6 +25,7 @@ from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
 from worker.metrics import Metrics
 from worker.scan_input import quiet_pydicom
+from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ EXIT_CONFIG = 2
 async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
     """Server live/ready, both models ready and matching; their ModelInfo by name."""
     backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                            metrics=Metrics.create())
+                            metrics=Metrics.create(), channel=triton_grpc_security(settings))
     specs = [scan_model_spec(settings.scan_model), vitals_model_spec(settings.vitals_model)]
     try:
         models = await backend.start(specs)
@@ -69,7 +70,8 @@ def check_kafka(settings: Settings) -> None:
               settings.topic_deadletter}
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                 client_id=f"{settings.app_id}-check", request_timeout_ms=10_000)
+                                 client_id=f"{settings.app_id}-check", request_timeout_ms=10_000,
+                                 **kafka_security(settings, "kafka-python"))
         try:
             missing = wanted - set(admin.list_topics())
         finally:

@@ -94,10 +94,12 @@ def check_model(spec: ModelSpec, metadata: dict[str, Any], config: dict[str, Any
 class TritonBackend:
     """InferenceBackend on Triton's gRPC endpoint; create, start, and stop it on one loop."""
 
-    def __init__(self, url: str, *, timeout_s: float, metrics: Metrics) -> None:
+    def __init__(self, url: str, *, timeout_s: float, metrics: Metrics,
+                 channel: dict[str, Any] | None = None) -> None:
         self._url = url
         self._timeout_s = timeout_s
         self._metrics = metrics
+        self._channel = channel or {}  # TLS arguments (worker.security.triton_grpc_security)
         self._client: grpcclient.InferenceServerClient | None = None
 
     async def connect(self) -> None:
@@ -142,7 +144,7 @@ class TritonBackend:
     def _require(self) -> grpcclient.InferenceServerClient:
         """The client, created on first use: a grpc.aio channel belongs to the current loop."""
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self._url)
+            self._client = grpcclient.InferenceServerClient(self._url, **self._channel)
         return self._client
 
     async def is_ready(self, model: str) -> bool:
