@@ -16,6 +16,7 @@ from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from producers.settings import ProducerSettings
 from worker.errors import MedstreamError
+from worker.security import kafka_security
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Publisher:
                 delivery_timeout_ms=int(settings.producer_delivery_timeout_s * 1000),
                 max_request_size=settings.max_message_bytes + _REQUEST_OVERHEAD,
                 linger_ms=5,
+                **kafka_security(settings, "kafka-python"),
             )
         except (KafkaTimeoutError, KafkaConnectionError) as exc:
             raise BrokerUnavailable(
