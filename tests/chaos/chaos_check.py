@@ -8,6 +8,7 @@ and appended to `<state dir>/chaos-report.jsonl` (docs/reliability.md quotes the
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pydicom
 from kafka import KafkaConsumer
 
 REL_TOL = 1e-4
@@ -80,6 +82,12 @@ def _group(records: list[Any]) -> dict[str, list[Any]]:
     return by_key
 
 
+def unanswered(inputs: dict[str, str], predictions: list[Any], dead_letters: list[Any]) -> set[str]:
+    """Input ids with neither a prediction nor a dead letter."""
+    answered = {(r.key or b"").decode("utf-8", "replace") for r in predictions + dead_letters}
+    return set(inputs) - answered
+
+
 def account(scenario: str, inputs: dict[str, str], predictions: list[Any],
             dead_letters: list[Any], **extra: Any) -> Counts:
     """Counts for `inputs` ({event id: kind}) against the records of both output topics."""
@@ -87,9 +95,26 @@ def account(scenario: str, inputs: dict[str, str], predictions: list[Any],
     duplicates = sum(len(v) - 1 for v in preds.values()) + sum(len(v) - 1 for v in dead.values())
     conflicting = sum(1 for v in preds.values() for r in v[1:] if not _same_prediction(v[0].value, r.value))
     conflicting += sum(1 for v in dead.values() for r in v[1:] if not _same_dead_letter(v[0], r))
-    missing = [e for e in inputs if e not in preds and e not in dead]
+    missing = unanswered(inputs, predictions, dead_letters)
     return Counts(scenario, len(inputs), sum(1 for e in inputs if e in preds),
                   sum(1 for e in inputs if e in dead), duplicates, len(missing), conflicting, extra)
+
+
+def event_id_of(record: Any) -> str:
+    """The event id an input record carries: JSON `event_id`, DICOM SOPInstanceUID, else key."""
+    value = record.value or b""
+    try:
+        if value[128:132] == b"DICM":
+            ds = pydicom.dcmread(io.BytesIO(value), stop_before_pixels=True)
+            return str(ds.SOPInstanceUID)
+        return str(json.loads(value)["event_id"])
+    except Exception:  # noqa: BLE001 - poison inputs are known by their key
+        return (record.key or b"").decode("utf-8", "replace")
+
+
+def input_ids(bootstrap: str, topics: tuple[str, ...]) -> set[str]:
+    """The event ids of every record the broker holds in the input `topics`."""
+    return {event_id_of(r) for t in topics for r in read_topic(bootstrap, t)}
 
 
 def settle(scenario: str, bootstrap: str, topics: tuple[str, str], inputs: dict[str, str],

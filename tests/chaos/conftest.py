@@ -1,68 +1,26 @@
-"""The chaos suite's private stack: its own Tansu and Triton, which the scenarios kill at will.
+"""Fixtures of the chaos suite: its own Tansu and Triton, which the scenarios kill at will.
 
-Ports and state dir (the reliability engineer's set by default) come from MEDSTREAM_CHAOS_*:
-KAFKA_PORT (9692), TRITON_PORT (HTTP; gRPC and metrics are +1 and +2; 8600), WEB_PORT (first
-worker web port; 6666), STATE_DIR (.medstream-f/chaos). The services are started with the
-local-stack modules (`worker.localstack`) and stopped at the end of the session. The model
-repository holds the real models plus `*_slow` variants (tests/chaos/slow_model.py) for the
-slow-Triton scenario. A stack that does not come up fails the session: never a skip.
+The services are started with the local-stack modules (`worker.localstack`) on the ports of
+chaos_stack.py and stopped at the end of the session. A stack that does not come up fails
+the session: never a skip.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from chaos_stack import (
+    KAFKA_PORT,
+    STATE_DIR,
+    TRITON_PORT,
+    Scenario,
+    make_scenario,
+    model_repository,
+)
 
-from chaos_worker import ROOT, WorkerProcess
 from worker.localstack.process import StackError
 from worker.localstack.stack import StackConfig, broker_up, down, triton_up
-from worker.settings import Settings
-from worker.topics import create_topics, topic_specs
-
-MODELS = ("scan_cnn", "vitals_lstm")
-SLOW_DELAY_MS = {"delay_min_ms": 900, "delay_max_ms": 2300}
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(f"MEDSTREAM_CHAOS_{name}", default))
-
-
-STATE_DIR = ROOT / os.environ.get("MEDSTREAM_CHAOS_STATE_DIR", ".medstream-f/chaos")
-KAFKA_PORT, TRITON_PORT, WEB_PORT = _env_int("KAFKA_PORT", 9692), _env_int("TRITON_PORT", 8600), \
-    _env_int("WEB_PORT", 6666)
-
-
-def slow_variant(repo: Path, model: str) -> None:
-    """`<model>_slow`: the model's config on the python backend with a delay, same ONNX file."""
-    source = ROOT / "triton_models" / model
-    target = repo / f"{model}_slow"
-    (target / "1").mkdir(parents=True)
-    text = (source / "config.pbtxt").read_text()
-    text = re.sub(r'^name: ".*"$', f'name: "{model}_slow"', text, flags=re.M)
-    text = re.sub(r'^backend: ".*"$', 'backend: "python"', text, flags=re.M)
-    text += "".join(f'parameters {{\n  key: "{k}"\n  value {{ string_value: "{v}" }}\n}}\n'
-                    for k, v in SLOW_DELAY_MS.items())
-    (target / "config.pbtxt").write_text(text)
-    shutil.copy2(Path(__file__).with_name("slow_model.py"), target / "1" / "model.py")
-    (target / "1" / "model.onnx").symlink_to(source / "1" / "model.onnx")
-
-
-def model_repository(state_dir: Path) -> Path:
-    """The real models (symlinked) and their slow variants."""
-    repo = state_dir / "models"
-    shutil.rmtree(repo, ignore_errors=True)
-    repo.mkdir(parents=True)
-    for model in MODELS:
-        (repo / model).symlink_to(ROOT / "triton_models" / model)
-        slow_variant(repo, model)
-    return repo
 
 
 @pytest.fixture(scope="session")
@@ -81,44 +39,6 @@ def chaos_stack() -> Iterator[StackConfig]:
         pytest.fail(f"the chaos stack did not come up: {exc}", pytrace=False)
     yield cfg
     down(cfg)
-
-
-@dataclass
-class Scenario:
-    """Unique topics + the MEDSTREAM_* environment of the workers of one scenario."""
-
-    name: str
-    settings: Settings
-    env: dict[str, str]
-    state_dir: Path
-
-    @property
-    def outputs(self) -> tuple[str, str]:
-        return self.settings.topic_predictions, self.settings.topic_deadletter
-
-    def worker(self, index: int = 0) -> WorkerProcess:
-        return WorkerProcess(f"{self.name}-w{index}", self.env, WEB_PORT + index, self.state_dir)
-
-
-def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Scenario:
-    """Create the scenario's four topics on `bootstrap` and build the worker environment."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {k: f"chaos-{name}-{k}-{suffix}" for k in ("scans", "vitals", "predictions", "deadletter")}
-    values = {
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "TRITON_GRPC_URL": f"127.0.0.1:{cfg.grpc_port}",
-        "TRITON_HTTP_URL": f"127.0.0.1:{cfg.http_port}",
-        "TRITON_METRICS_URL": f"127.0.0.1:{cfg.metrics_port}",
-        "APP_ID": f"chaos-{name}-{suffix}",
-        "RETRY_MAX_S": "2",
-        **{f"TOPIC_{k.upper()}": v for k, v in topics.items()},
-        **env,
-    }
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
-    create_topics(bootstrap, topic_specs(settings))
-    state = STATE_DIR / f"{name}-{suffix}"
-    state.mkdir(parents=True)
-    return Scenario(name, settings, {f"MEDSTREAM_{k}": v for k, v in values.items()}, state)
 
 
 @pytest.fixture
