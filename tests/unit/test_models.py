@@ -16,7 +16,6 @@ from triton_models.training.images import (
     ImageSet,
     load_folder,
     load_npz,
-    load_pneumonia,
     patient_group,
     pneumonia_label,
 )
@@ -40,10 +39,18 @@ def test_unknown_file_name_is_rejected() -> None:
         pneumonia_label("scan_0001.jpeg")
 
 
-def test_bundled_pneumonia_set() -> None:
-    data = load_pneumonia()
-    assert data.classes == ["normal", "pneumonia"] and data.counts() == {"normal": 8, "pneumonia": 8}
-    assert len(set(data.groups)) == 15  # person1946 has two images
+KERMANY_VAL_FILES = (  # the file names in pneumonia-model-package 0.3.0
+    *(f"NORMAL2-IM-{n}-0001.jpeg" for n in (1427, 1430, 1431, 1436, 1437, 1438, 1440, 1442)),
+    "person1946_bacteria_4874.jpeg", "person1946_bacteria_4875.jpeg", "person1947_bacteria_4876.jpeg",
+    "person1949_bacteria_4880.jpeg", "person1950_bacteria_4881.jpeg", "person1951_bacteria_4882.jpeg",
+    "person1952_bacteria_4883.jpeg", "person1954_bacteria_4886.jpeg",
+)
+
+
+def test_bundled_file_names_map_to_balanced_labels_and_patients() -> None:
+    labels = [pneumonia_label(n) for n in KERMANY_VAL_FILES]
+    assert labels.count("normal") == 8 and labels.count("pneumonia") == 8
+    assert len({patient_group(n) for n in KERMANY_VAL_FILES}) == 15  # person1946 has two images
 
 
 def test_folder_tree_labels_sorted_by_class_name(tmp_path) -> None:
