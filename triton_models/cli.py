@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="evaluate, benchmark and write the model card")
     _common(evaluate)
     evaluate.add_argument("--folds", type=int, default=5, help="grouped CV folds for the CNN")
+    evaluate.add_argument("--scan-epochs", type=int, default=None,
+                          help="CNN epochs per CV fold (use the value given to build)")
     evaluate.add_argument("--card", type=Path, default=DEFAULT_CARD)
     evaluate.add_argument("--triton-grpc-url", default=None,
                           help="also benchmark via this Triton (default MEDSTREAM_TRITON_GRPC_URL)")
@@ -81,6 +83,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     url = None if args.no_triton else (args.triton_grpc_url or Settings().triton_grpc_url)
     card = evaluate(EvaluateOptions(
         dataset=args.dataset, classes=_classes(args.classes), seed=args.seed, folds=args.folds,
+        scan_epochs=args.scan_epochs or EvaluateOptions.scan_epochs,
         repository=args.repository, checkpoints=args.repository / "checkpoints",
         threads=args.threads, triton_grpc_url=url,
     ))

@@ -47,6 +47,7 @@ class EvaluateOptions:
     classes: tuple[str, ...] | None = None
     seed: int = 0
     folds: int = 5
+    scan_epochs: int = ScanTrainConfig.epochs
     repository: Path = REPOSITORY
     checkpoints: Path = CHECKPOINTS
     threads: int = 2
@@ -64,7 +65,7 @@ def read_config_parameters(config: Path) -> dict[str, str]:
 def evaluate_scan(opts: EvaluateOptions) -> dict[str, object]:
     """Grouped CV of the CNN procedure, label mapping and ONNX-vs-torch check."""
     data = load_image_set(opts.dataset, list(opts.classes) if opts.classes else None)
-    config = ScanTrainConfig(seed=opts.seed)
+    config = ScanTrainConfig(epochs=opts.scan_epochs, seed=opts.seed)
     if "test" in data.split:  # the source's own split (MedMNIST): no cross-validation
         folds = 0
         test, probs = held_out(data, config)
