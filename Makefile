@@ -44,3 +44,9 @@ lint: install
 .PHONY: bench
 bench: install
 	$(BIN)/medstream bench
+
+# Soak (issue 7; not in CI): ~10 min steady load on a private stack (the chaos suite's ports),
+# checks no loss, flat RSS and no growing lag; writes the result into docs/reliability.md.
+.PHONY: soak
+soak: install
+	$(BIN)/python scripts/soak.py --minutes 10
