@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy/grafana/dashboards/medstream.json"
 RULES = ROOT / "deploy/prometheus/rules.yml"
 TRITON_CAPTURE = ROOT / "tests/unit/data/triton-2.51-metrics.txt"
+# promtool and prometheus from Debian's `prometheus` package, extracted by `make install`.
+PROMETHEUS_TOOLS = ROOT / ".medstream-tools/prometheus/usr/bin"
 # Grafana's range macros, replaced by a plain duration before parsing.
 GRAFANA_MACROS = ("$__rate_interval", "$__interval", "$__range")
 # Labels Prometheus attaches to every scraped series.
@@ -189,16 +191,10 @@ def problems(expr: str, series: dict[str, frozenset[str]]) -> list[str]:
 
 
 def prometheus_binary(name: str) -> str:
-    """Path of `promtool` or `prometheus` (Debian package `prometheus`): on PATH, or next to
-    $MEDSTREAM_PROMTOOL. Skips without it, unless MEDSTREAM_REQUIRE_PROMTOOL=1 (CI, which
-    installs it) makes a missing binary a failure."""
-    configured = os.environ.get("MEDSTREAM_PROMTOOL")
-    candidates = [str(Path(configured).with_name(name))] if configured else []
-    candidates.append(shutil.which(name) or "")
-    for path in candidates:
+    """Path of `promtool` or `prometheus`: in PROMETHEUS_TOOLS (put there by `make install`),
+    else on PATH. Fails, never skips, without it: these checks are part of the test suite."""
+    for path in (str(PROMETHEUS_TOOLS / name), shutil.which(name)):
         if path and os.access(path, os.X_OK):
             return path
-    message = f"{name} not found (PATH, or beside MEDSTREAM_PROMTOOL)"
-    if os.environ.get("MEDSTREAM_REQUIRE_PROMTOOL") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.fail(f"{name} not found in {PROMETHEUS_TOOLS} or on PATH: run `make install`",
+                pytrace=False)

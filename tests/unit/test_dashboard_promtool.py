@@ -1,9 +1,7 @@
 """Prometheus' own checker on the shipped config and rules: check config, check rules, test rules.
 
-promtool comes from the Debian package `prometheus` (`apt-get download prometheus && dpkg -x
-prometheus_*.deb DIR` puts it at DIR/usr/bin/promtool without installing a server; .ci/run does
-that). It is found on PATH or at $MEDSTREAM_PROMTOOL. Without it these tests are skipped, unless
-MEDSTREAM_REQUIRE_PROMTOOL=1 (set by .ci/run) makes that a failure.
+promtool comes from the Debian package `prometheus`, extracted into .medstream-tools/ by
+`make install` (no server installed). It is found there or on PATH; without it these tests fail.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import observability_queries
 from observability_queries import ROOT, prometheus_binary
 
 PROM_DIR = ROOT / "deploy/prometheus"
@@ -42,3 +41,10 @@ def test_rule_unit_tests(promtool: str) -> None:
     result = run(promtool, "test", "rules", "rules_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_a_missing_binary_fails_instead_of_skipping(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(observability_queries, "PROMETHEUS_TOOLS", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="make install"):
+        observability_queries.prometheus_binary("promtool")
