@@ -45,7 +45,7 @@ def _scan_section(scan: dict) -> list[str]:
         f"- Version `{scan['version']}`, sha256 `{scan['sha256'][:16]}...`, {scan['size_bytes']:,} bytes ONNX.",
         (f"- Labels (config.pbtxt `labels`, index order of `probabilities`): `{','.join(scan['config_labels'])}`"
         f" (checkpoint: `{','.join(scan['labels'])}`)."),
-        f"- Data: {scan['source']}; {scan['n']} images ({counts}) from {scan['groups']} patients.",
+        f"- Data: {scan['source']}; {scan['n']} images ({counts}) from {scan['groups']} patients (or images, where names carry no patient id).",
         _split_sentence(scan),
         ("- Preprocessing: `worker.preprocess.scan.pixels_to_tensor` (training calls it on every "
         "augmented crop; evaluation and the worker call it on the whole image)."),
@@ -55,7 +55,7 @@ def _scan_section(scan: dict) -> list[str]:
         positive = scan["classes"][1]
         lines += [(f"Positive class `{positive}`, threshold 0.5; 95% intervals: Wilson (accuracy, "
                   "precision, recall), bootstrap (F1, AUC)."), "", _METRIC_HEADER,
-                  _metric_rows("scan_cnn (CV)", scan["binary"]), "", "Calibration:", "",
+                  _metric_rows("scan_cnn (CV)" if scan["folds"] else "scan_cnn (test split)", scan["binary"]), "", "Calibration:", "",
                   *_calibration_table(scan["calibration"]), ""]
     mc = scan["multiclass"]
     lines += [(f"Multi-class view: accuracy {mc['accuracy']:.3f}, macro precision "
