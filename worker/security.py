@@ -62,13 +62,14 @@ def kafka_security(settings: Settings, client: KafkaClient) -> dict[str, Any]:
 
 
 def triton_grpc_security(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for tritonclient.grpc(.aio).InferenceServerClient: TLS when enabled."""
+    """Keyword arguments for tritonclient.grpc(.aio).InferenceServerClient: TLS when enabled
+    (the client reads the PEM files itself, so these are paths)."""
     if not settings.triton_grpc_tls:
         return {}
 
-    def read(path: Path | None) -> bytes | None:
-        return path.read_bytes() if path is not None else None
+    def path(value: Path | None) -> str | None:
+        return str(value) if value is not None else None
 
-    return {"ssl": True, "root_certificates": read(settings.triton_grpc_cafile),
-            "private_key": read(settings.triton_grpc_keyfile),
-            "certificate_chain": read(settings.triton_grpc_certfile)}
+    return {"ssl": True, "root_certificates": path(settings.triton_grpc_cafile),
+            "private_key": path(settings.triton_grpc_keyfile),
+            "certificate_chain": path(settings.triton_grpc_certfile)}

@@ -87,11 +87,11 @@ def test_incomplete_security_settings_fail_at_start_up(values: dict, message: st
         make(**values)
 
 
-def test_triton_grpc_tls_reads_the_pem_files(cert) -> None:
+def test_triton_grpc_tls_names_the_pem_files(cert) -> None:
     crt, key = cert
     options = triton_grpc_security(make(triton_grpc_tls=True, triton_grpc_cafile=crt,
                                         triton_grpc_certfile=crt, triton_grpc_keyfile=key))
-    assert options == {"ssl": True, "root_certificates": crt.read_bytes(),
-                       "private_key": key.read_bytes(), "certificate_chain": crt.read_bytes()}
+    assert options == {"ssl": True, "root_certificates": str(crt), "private_key": str(key),
+                       "certificate_chain": str(crt)}
     assert triton_grpc_security(make(triton_grpc_tls=True)) == {
         "ssl": True, "root_certificates": None, "private_key": None, "certificate_chain": None}
