@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -95,3 +96,32 @@ def test_triton_grpc_tls_names_the_pem_files(cert) -> None:
                        "certificate_chain": str(crt)}
     assert triton_grpc_security(make(triton_grpc_tls=True)) == {
         "ssl": True, "root_certificates": None, "private_key": None, "certificate_chain": None}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_pickle_on_any_code_path() -> None:
+    """No module of the worker, producers, models or bench can (un)pickle anything."""
+    hits = []
+    for package in ("worker", "producers", "triton_models", "bench"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            unsafe_torch = [c for c in re.findall(r"torch\.load\([^)]*\)", text)
+                            if "weights_only=True" not in c]  # weights_only: no arbitrary objects
+            if ("import pickle" in text or "allow_pickle=True" in text or unsafe_torch
+                    or 'serializer="pickle"' in text):
+                hits.append(str(path.relative_to(ROOT)))
+    assert not hits, f"pickle reachable from {hits}"
+
+
+def test_every_listener_defaults_to_loopback() -> None:
+    from producers.settings import ProducerSettings
+
+    settings = ProducerSettings(_env_file=None)
+    hosts = {name: getattr(settings, name) for name in type(settings).model_fields
+             if name.endswith("_host")}
+    assert hosts and set(hosts.values()) == {"127.0.0.1"}, hosts
+    addresses = (settings.kafka_bootstrap, settings.triton_grpc_url, settings.triton_http_url,
+                 settings.triton_metrics_url)
+    assert all(a.startswith("127.0.0.1:") for a in addresses)
