@@ -2,7 +2,8 @@
 
 `models` is what the start-up check read from Triton (run.py): it caps each agent's batch at
 the model's max_batch_size and gives predictions their model version. The long-lived Triton
-client is created on faust's event loop when the app starts and closed when it stops.
+client is created on faust's event loop when the app starts and closed when it stops. Timers
+probe readiness (Triton, models, broker), the event loop's lag and the consumer lag (probes.py).
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from worker.inference.resilience import Backoff, RetryingBackend
 from worker.inference.triton import TritonBackend
 from worker.metrics import Metrics
 from worker.pipeline import Kind
+from worker.probes import (
+    LAG_INTERVAL_S,
+    LOOP_TICK_S,
+    PROBE_INTERVAL_S,
+    LagReporter,
+    LoopMonitor,
+    ReadinessProbe,
+)
 from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
-from worker.web import STARTING, Readiness, register_views
+from worker.web import STARTING, STOPPING, Readiness, breaker_blocker, register_views
 
 log = logging.getLogger(__name__)
-
-LAG_INTERVAL_S = 5.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -71,12 +78,12 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
         return {tp for tp in app.consumer.assignment() if tp.topic == sources.get(model)}
 
     def opened(model: str) -> None:
-        readiness.block(f"triton:{model}")
+        readiness.block(breaker_blocker(model))
         app.consumer.pause_partitions(partitions_of(model))
 
     def closed(model: str) -> None:
         app.consumer.resume_partitions(partitions_of(model))
-        readiness.unblock(f"triton:{model}")
+        readiness.unblock(breaker_blocker(model))
 
     backend = RetryingBackend(
         triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
@@ -97,29 +104,47 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
                              max_inflight=settings.triton_max_inflight)
         servers.append(server)
         _add_agent(app, app.topic(topic), server, min(max_batch, kind.model.max_batch_size), within)
+    metrics.preinitialise((kind.name, kind.model.name) for kind, *_ in kinds)
+
+    async def kafka_ready() -> bool:
+        # faust's aiokafka producer (private attribute): its client carries the TLS/SASL settings
+        producer = getattr(app.producer, "_producer", None)
+        if producer is None:
+            return False
+        await producer.client.fetch_all_metadata()
+        return True
+
+    probe = ReadinessProbe(readiness, triton_ready=triton.is_server_ready,
+                           model_ready=triton.is_ready, models=list(sources), kafka_ready=kafka_ready)
+    loop = LoopMonitor()
+    lag = LagReporter(lambda: app.consumer, metrics.consumer_lag, sources.values(),
+                      served=lambda: {k: v for s in servers for k, v in s.positions.items()})
 
     @app.task
     async def connect_triton() -> None:
         await triton.connect()
+        await probe.run_once()
         readiness.unblock(STARTING)
 
     @app.on_before_shutdown.connect
     async def close_triton(sender: Any, **kwargs: Any) -> None:
-        readiness.block("stopping")
+        readiness.block(STOPPING)
         await triton.stop()
         executor.shutdown(wait=False, cancel_futures=True)
 
+    @app.timer(interval=PROBE_INTERVAL_S)
+    async def probe_dependencies() -> None:
+        await probe.run_once()
+
+    @app.timer(interval=LOOP_TICK_S, max_drift_correction=0.0)
+    async def loop_tick() -> None:
+        loop.tick()
+
     @app.timer(interval=LAG_INTERVAL_S)
     async def consumer_lag() -> None:
-        for server in servers:
-            for (topic, partition), position in list(server.positions.items()):
-                tp = next((t for t in app.consumer.assignment()
-                           if t.topic == topic and t.partition == partition), None)
-                highwater = app.consumer.highwater(tp) if tp is not None else None
-                if highwater is not None:
-                    metrics.consumer_lag.labels(topic, str(partition)).set(max(0, highwater - position))
+        await lag.report()
 
-    register_views(app, metrics, readiness)
+    register_views(app, metrics, readiness, loop)
     return app
 
 

@@ -6,6 +6,7 @@ PoisonMessage reason slug, `code` = gRPC status name. Never a patient or event i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -79,3 +80,16 @@ class Metrics:
                 registry=reg,
             ),
         )
+
+    def preinitialise(self, served: Iterable[tuple[str, str]]) -> None:
+        """Export every series of each served (kind, model) at zero from start-up, so that
+        rate() sees the first increment and the breaker and in-flight panels have data.
+        Dead letters are left out: 18 reason slugs x 2 kinds of mostly impossible pairs."""
+        for kind, model in served:
+            self.messages_consumed.labels(kind)
+            self.predictions.labels(kind, model)
+            self.end_to_end_seconds.labels(kind)
+            self.batch_size.labels(model)
+            self.inference_seconds.labels(model)
+            self.inflight_requests.labels(model).set(0)
+            self.circuit_open.labels(model).set(0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 import observability_queries
+import pytest
 from observability_queries import ROOT, prometheus_binary
 
 PROM_DIR = ROOT / "deploy/prometheus"

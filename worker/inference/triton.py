@@ -147,6 +147,13 @@ class TritonBackend:
             self._client = grpcclient.InferenceServerClient(self._url, **self._channel)
         return self._client
 
+    async def is_server_ready(self) -> bool:
+        """True when the server answers and reports itself ready."""
+        try:
+            return bool(await self._require().is_server_ready(client_timeout=self._timeout_s))
+        except InferenceServerException:
+            return False
+
     async def is_ready(self, model: str) -> bool:
         """True when the server answers and reports `model` ready."""
         try:
