@@ -24,11 +24,12 @@ from kafka import KafkaConsumer
 REL_TOL = 1e-4
 
 
-def read_topic(bootstrap: str, topic: str, idle_ms: int = 2500) -> list[Any]:
+def read_topic(bootstrap: str, topic: str, idle_ms: int = 2500,
+               security: dict[str, Any] | None = None) -> list[Any]:
     """Every record of `topic` (all partitions), read until the consumer idles for `idle_ms`."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, group_id=None, consumer_timeout_ms=idle_ms,
-                             max_partition_fetch_bytes=4 * 1024 * 1024)
+                             max_partition_fetch_bytes=4 * 1024 * 1024, **(security or {}))
     try:
         return list(consumer)
     finally:
@@ -118,12 +119,13 @@ def input_ids(bootstrap: str, topics: tuple[str, ...]) -> set[str]:
 
 
 def settle(scenario: str, bootstrap: str, topics: tuple[str, str], inputs: dict[str, str],
-           timeout_s: float = 150.0, **extra: Any) -> Counts:
+           timeout_s: float = 150.0, security: dict[str, Any] | None = None,
+           **extra: Any) -> Counts:
     """Re-read both output topics until every input is accounted for (or the time is up)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        counts = account(scenario, inputs, read_topic(bootstrap, topics[0]),
-                         read_topic(bootstrap, topics[1]), **extra)
+        counts = account(scenario, inputs, read_topic(bootstrap, topics[0], security=security),
+                         read_topic(bootstrap, topics[1], security=security), **extra)
         if counts.missing == 0 or time.monotonic() > deadline:
             return counts
         time.sleep(2)

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos_worker import ROOT, WorkerProcess
+from kafka import KafkaAdminClient
 
 from worker.localstack.stack import StackConfig
+from worker.security import kafka_security
 from worker.settings import Settings
-from worker.topics import create_topics, topic_specs
+from worker.topics import topic_specs
 
 MODELS = ("scan_cnn", "vitals_lstm")
 SLOW_DELAY_MS = {"delay_min_ms": 1200, "delay_max_ms": 2400}  # the slow scenario's timeout: 2 s
@@ -92,7 +94,11 @@ def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Sc
         **env,
     }
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
-    create_topics(bootstrap, topic_specs(settings))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security(settings, "kafka-python"))
+    try:
+        admin.create_topics(topic_specs(settings))
+    finally:
+        admin.close()
     state = STATE_DIR / f"{name}-{suffix}"
     state.mkdir(parents=True)
     return Scenario(name, settings, {f"MEDSTREAM_{k}": v for k, v in values.items()}, state)
