@@ -52,7 +52,7 @@ demo: install
 # promtool/prometheus come from `make tools`, so a missing one is a failure, not a skip.
 test: install
 	MEDSTREAM_PROMTOOL="$${MEDSTREAM_PROMTOOL:-$(CURDIR)/$(PROMTOOL)}" MEDSTREAM_REQUIRE_PROMTOOL=1 \
-		$(BIN)/pytest -q tests/unit tests/integration
+		$(BIN)/pytest -q tests/unit tests/integration tests/chaos
 
 lint: install
 	$(BIN)/ruff check .
