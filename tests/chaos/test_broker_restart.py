@@ -65,7 +65,7 @@ def durable_broker(chaos_stack: StackConfig) -> Iterator[StackConfig]:
         local_broker.service(cfg.state_dir).stop()
 
 
-def test_broker_killed_and_restarted_on_durable_storage(durable_broker, chaos_stack) -> None:
+def test_broker_stopped_and_restarted_on_durable_storage(durable_broker, chaos_stack) -> None:
     bootstrap = f"127.0.0.1:{durable_broker.kafka_port}"
     sc = make_scenario("broker-restart", bootstrap, chaos_stack)
     worker = sc.worker().start()
