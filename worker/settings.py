@@ -30,7 +30,10 @@ def host_port(address: str) -> tuple[str, int]:
 class Settings(BaseSettings):
     """Everything a medstream process reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="MEDSTREAM_", frozen=True, extra="ignore")
+    # Secrets may also come from files named like the variables in lower case (Docker/Kubernetes
+    # secrets), e.g. $MEDSTREAM_SECRETS_DIR/medstream_kafka_sasl_password; the environment wins.
+    model_config = SettingsConfigDict(env_prefix="MEDSTREAM_", frozen=True, extra="ignore",
+                                      secrets_dir=os.environ.get("MEDSTREAM_SECRETS_DIR"))
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -125,3 +125,11 @@ def test_every_listener_defaults_to_loopback() -> None:
     addresses = (settings.kafka_bootstrap, settings.triton_grpc_url, settings.triton_http_url,
                  settings.triton_metrics_url)
     assert all(a.startswith("127.0.0.1:") for a in addresses)
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    """MEDSTREAM_SECRETS_DIR (here `_secrets_dir`): one file per variable, as Docker secrets."""
+    (tmp_path / "medstream_kafka_sasl_password").write_text("from-a-file\n")
+    settings = Settings(_env_file=None, _secrets_dir=tmp_path, kafka_security_protocol="SASL_SSL",
+                        kafka_sasl_username="worker")
+    assert kafka_security(settings, "kafka-python")["sasl_plain_password"] == "from-a-file"
