@@ -187,6 +187,7 @@ class Session:
     async def __aenter__(self) -> Self:
         await self.collector.start()
         self.worker.start()
+        self.collector.watch = self.worker.check_alive  # a dead worker ends every wait
         self._sampler = asyncio.create_task(_sampler(self.worker, self.triton_pid, 0.25))
         return self
 

@@ -91,6 +91,7 @@ class Collector:
     predictions_topic: str
     deadletter_topic: str | None = None
     fetch_max_wait_ms: int = 20
+    watch: Callable[[], None] | None = None  # called while waiting; raises to abort the wait
     arrivals: dict[str, Arrival] = field(default_factory=dict)
     duplicates: int = 0
     deadletters: int = 0
@@ -162,6 +163,8 @@ class Collector:
                 return True
             if remaining <= 0:
                 return False
+            if self.watch is not None:
+                self.watch()
             if self._task is not None and self._task.done():
                 self._task.result()  # surface the reader's exception
             self._changed.clear()

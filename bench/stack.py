@@ -50,11 +50,17 @@ def create_bench_topics(settings: Settings, names: list[str], partitions: int) -
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
-    """Delete benchmark topics so the in-memory broker gives their space back (best effort)."""
+    """Delete benchmark topics so the in-memory broker gives their space back (best effort:
+    one by one, so a topic that was never created does not keep the others)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="medstream-bench")
     try:
-        admin.delete_topics(names, timeout_ms=10_000)
-    except Exception as exc:  # noqa: BLE001 - a broker without deletion keeps them; not fatal
-        log.warning("could not delete benchmark topics: %s", exc)
+        existing = set(admin.list_topics())
+        for name in names:
+            if name not in existing:
+                continue
+            try:
+                admin.delete_topics([name], timeout_ms=10_000)
+            except Exception as exc:  # noqa: BLE001 - a broker that refuses keeps it; not fatal
+                log.warning("could not delete benchmark topic %s: %s", name, exc)
     finally:
         admin.close()
