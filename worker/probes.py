@@ -139,17 +139,24 @@ class LagReporter:
         self._reported: set[Partition] = set()
 
     async def report(self) -> None:
-        """One update of the gauge."""
+        """One update of the gauge; never raises (a rebalance may revoke partitions meanwhile)."""
         consumer = self._consumer()
-        assigned = {(tp.topic, tp.partition): tp for tp in consumer.assignment()
-                    if tp.topic in self._topics}
+        try:
+            assigned = {(tp.topic, tp.partition): tp for tp in consumer.assignment()
+                        if tp.topic in self._topics}
+        except Exception as exc:  # noqa: BLE001 - consumer not (or no longer) running
+            log.debug("no assignment: %r", exc)
+            return
         served = self._served()
         committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+        starts = {key: start_offset(served.get(key), committed.get(tp), None)
+                  for key, tp in assigned.items()}
+        unknown = [key for key, start in starts.items() if start is None]
+        positions = await asyncio.gather(*(self._ask(consumer.position(assigned[key]))
+                                           for key in unknown))
+        starts.update(zip(unknown, positions))
         for key, tp in assigned.items():
-            start = start_offset(served.get(key), committed.get(tp), None)
-            if start is None:
-                start = await self._position(consumer, tp)
-            behind = lag(consumer.highwater(tp), start)
+            behind = lag(await self._ask(_highwater(consumer, tp)), starts[key])
             if behind is not None:
                 self._gauge.labels(key[0], str(key[1])).set(behind)
                 self._reported.add(key)
@@ -157,9 +164,14 @@ class LagReporter:
             self._gauge.remove(key[0], str(key[1]))
         self._reported &= assigned.keys()
 
-    async def _position(self, consumer: Any, tp: Any) -> int | None:
+    async def _ask(self, answer: Awaitable[int | None]) -> int | None:
+        """An offset, or None when the consumer cannot tell now (the next round retries)."""
         try:
-            return await asyncio.wait_for(consumer.position(tp), self._timeout_s)
-        except Exception as exc:  # noqa: BLE001 - unknown for now, next round retries
-            log.debug("no position for %s: %r", tp, exc)
+            return await asyncio.wait_for(answer, self._timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("offset unknown for now: %r", exc)
             return None
+
+
+async def _highwater(consumer: Any, tp: Any) -> int | None:
+    return consumer.highwater(tp)  # raises when tp was revoked meanwhile

@@ -195,3 +195,22 @@ def test_create_app_exports_each_kind_and_model_from_start_up(tmp_path: Path) ->
         assert value("medstream_circuit_open", {"model": model}) == 0
     assert value("medstream_ready") == 0  # starting
     assert not list(metrics.deadletters.collect()[0].samples)
+
+
+class RacingConsumer(FakeConsumer):
+    """Partition 1 is revoked between assignment() and highwater(); positions never answer."""
+
+    def highwater(self, tp: TP) -> int | None:
+        assert tp != TP("scans", 1), "Partition is not assigned"
+        return super().highwater(tp)
+
+    async def position(self, tp: TP) -> int | None:
+        await asyncio.sleep(60)
+        return 0
+
+
+async def test_lag_survives_a_rebalance_race_and_a_silent_consumer() -> None:
+    metrics, consumer = Metrics.create(), RacingConsumer()
+    reporter = LagReporter(lambda: consumer, metrics.consumer_lag, ["scans"], dict, timeout_s=0.05)
+    await reporter.report()
+    assert lag_series(metrics) == {"0": 5}
