@@ -1,4 +1,8 @@
-"""A worker SIGKILLed mid-batch and restarted: the uncommitted batches are re-delivered."""
+"""A worker SIGKILLed mid-batch and restarted: the uncommitted batches are re-delivered.
+
+The worker serves the `*_slow` models (1.2-2.4 s per request) so that the kill lands while a
+batch is provably in flight (`medstream_inflight_requests` > 0 just before it).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,24 @@ import pytest
 from chaos_check import assert_no_loss, report, settle, wait_for
 from chaos_load import SteadyLoad
 
+from worker.promstats import sum_by
+
 pytestmark = pytest.mark.chaos
 
 
+def in_flight(worker) -> float:
+    return sum(sum_by(worker.metrics(), "medstream_inflight_requests", "model").values())
+
+
 def test_worker_sigkilled_mid_batch_then_restarted_loses_nothing(scenario) -> None:
-    sc = scenario("worker-kill")
+    sc = scenario("worker-kill", SCAN_MODEL="scan_cnn_slow", VITALS_MODEL="vitals_lstm_slow")
     worker = sc.worker().start()
     load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
                       sc.settings.topic_vitals).start()
     try:
         worker.wait_ready()
         wait_for("the worker to serve", lambda: worker.consumed() >= 60, 60)
+        wait_for("a batch in flight", lambda: in_flight(worker) > 0, 30, 0.05)
         consumed_before = worker.consumed()
         worker.kill()  # with batches in flight: the load keeps coming at ~13 msg/s
         killed_at = time.monotonic()
