@@ -144,7 +144,9 @@ def test_ready_flips_while_triton_is_stopped_and_back_when_it_returns(
     local_triton.service(stack.state_dir).stop()
     try:
         worker.send("vitals", vitals_messages(N_OUTAGE, seed=1000))
-        wait_for("/ready to answer 503", lambda: ready_status(worker)[0] == 503, 60)
+        # the probe's `triton` blocker comes first; wait for the breaker's
+        wait_for("/ready to name the open breaker",
+                 lambda: b"triton:vitals_lstm" in ready_status(worker)[1], 60)
         status, body = ready_status(worker)
         assert status == 503 and "triton:vitals_lstm" in json.loads(body)["blockers"]
         m = worker.metrics()

@@ -57,7 +57,8 @@ def test_triton_unavailable_then_back_loses_nothing(settings: Settings, topic_fa
         assert own_triton.stop()
         second = [(f"b-{i}".encode(), vitals_window(f"b-{i}", seed=i)) for i in range(20)]
         publish(settings, topics.vitals, second)
-        wait_for(lambda: worker.get("/ready")[0] == 503, 30, "the breaker to open", worker)
+        wait_for(lambda: b"triton:vitals_lstm" in worker.get("/ready")[1], 30, "the breaker to open",
+                 worker)  # the probe's `triton` blocker comes first
         assert worker.metric("medstream_circuit_open", {"model": "vitals_lstm"}) == 1
         assert worker.metric("medstream_inference_errors_total", {"model": "vitals_lstm"}) >= 2
         assert worker.metric("medstream_ready") == 0
