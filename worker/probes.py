@@ -70,7 +70,7 @@ class ReadinessProbe:
     def _set(self, blocker: str, ok: bool, problem: str) -> None:
         if self._readiness.update(blocker, blocked=not ok):
             if ok:
-                log.warning("readiness: %s cleared", blocker)
+                log.info("readiness: %s cleared", blocker)
             else:
                 log.warning("readiness: %s (blocker %s)", problem, blocker)
 
