@@ -46,6 +46,8 @@ def scenario(chaos_stack: StackConfig) -> Callable[..., Scenario]:
     """`scenario("name", **MEDSTREAM_overrides)` on the chaos stack's broker."""
 
     def create(name: str, **env: str) -> Scenario:
+        broker_up(chaos_stack)  # each scenario starts on a healthy stack (no-ops when up)
+        triton_up(chaos_stack)
         return make_scenario(name, f"127.0.0.1:{chaos_stack.kafka_port}", chaos_stack, **env)
 
     return create

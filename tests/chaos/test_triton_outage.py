@@ -51,7 +51,7 @@ def test_triton_killed_mid_stream_then_restarted(scenario, chaos_stack) -> None:
         assert paused_cpu < 0.5 * QUIET_S, f"busy loop: {paused_cpu:.2f} CPU-s in {QUIET_S} s"
         status, body = http_get(worker.url + "/ready")
         assert status == 503
-        assert set(json.loads(body)["blockers"]) == {"triton:scan_cnn", "triton:vitals_lstm"}
+        assert {"triton:scan_cnn", "triton:vitals_lstm"} <= set(json.loads(body)["blockers"])
         m = worker.metrics()
         assert m[("medstream_ready", ())] == 0.0
         errors = sum(sum_by(m, "medstream_inference_errors", "model").values())
@@ -66,6 +66,7 @@ def test_triton_killed_mid_stream_then_restarted(scenario, chaos_stack) -> None:
         time.sleep(5)
     finally:
         inputs = load.stop()
+        triton_up(chaos_stack)  # whatever failed above, leave a running Triton behind
     try:
         counts = settle(sc.name, sc.settings.kafka_bootstrap, sc.outputs, inputs,
                         outage_s=round(back_at - killed_at, 1), retries=int(errors),
