@@ -48,11 +48,10 @@ SCRAPE_S = 1
 WAVES, WAVE_VITALS, WAVE_SCANS = 6, 20, 4
 RATE_INTERVAL = "10s"  # what Grafana's $__rate_interval becomes at a 1 s scrape interval
 # Series that a healthy worker-only run on CPU does not produce: producers are not running, no
-# inference failed, the breaker gauge is only set once a breaker changes state, and no GPU.
+# inference failed, and no GPU. (The breaker gauge is pre-initialised to 0, so it has data.)
 ABSENT_HERE = TRITON_GPU_SERIES.keys() | frozenset(
     {
         "medstream_inference_errors_total",
-        "medstream_circuit_open",
         "medstream_producer_received_total",
         "medstream_producer_published_total",
         "medstream_producer_claim_checks_total",
