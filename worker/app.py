@@ -20,6 +20,7 @@ from worker.agents.vitals import vitals_kind
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, RetryingBackend
 from worker.inference.triton import TritonBackend
+from worker.kafka_consumer import install_fetch_wait
 from worker.metrics import Metrics
 from worker.pipeline import Kind
 from worker.probes import (
@@ -43,7 +44,7 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 
 def _faust_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
         key_serializer="raw",
@@ -62,6 +63,8 @@ def _faust_app(settings: Settings) -> faust.App:
         web_enabled=True,
         **kafka_security(settings, "faust"),
     )
+    install_fetch_wait(app, settings.consumer_fetch_wait_ms)
+    return app
 
 
 def create_app(settings: Settings, models: dict[str, ModelInfo],
@@ -91,19 +94,20 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
     executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="medstream-decode")
     predictions = app.topic(settings.topic_predictions)
     deadletter = app.topic(settings.topic_deadletter)
-    kinds: list[tuple[Kind[Any], str, int, float]] = [
+    kinds: list[tuple[Kind[Any], str, int, float, int]] = [
         (scan_kind(settings, models[settings.scan_model]), settings.topic_scans,
-         settings.scan_max_batch, settings.scan_within_s),
+         settings.scan_max_batch, settings.scan_within_s, settings.scan_concurrency),
         (vitals_kind(settings, models[settings.vitals_model]), settings.topic_vitals,
-         settings.vitals_max_batch, settings.vitals_within_s),
+         settings.vitals_max_batch, settings.vitals_within_s, settings.vitals_concurrency),
     ]
     servers: list[BatchServer] = []
-    for kind, topic, max_batch, within in kinds:
+    for kind, topic, max_batch, within, concurrency in kinds:
         server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
                              worker_id=settings.worker_id, executor=executor,
                              max_inflight=settings.triton_max_inflight)
         servers.append(server)
-        _add_agent(app, app.topic(topic), server, min(max_batch, kind.model.max_batch_size), within)
+        _add_agent(app, app.topic(topic), server, min(max_batch, kind.model.max_batch_size), within,
+                   concurrency)
     metrics.preinitialise((kind.name, kind.model.name) for kind, *_ in kinds)
 
     async def kafka_ready() -> bool:
@@ -149,9 +153,10 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
 
 
 def _add_agent(app: faust.App, topic: Any, server: BatchServer, max_batch: int,
-               within: float) -> None:
+               within: float, concurrency: int) -> None:
+    """One agent (one actor) per kind, serving up to `concurrency` batches at once."""
     async def agent(stream: Any) -> None:
-        await serve_stream(stream, server, max_batch, within)
+        await serve_stream(stream, server, max_batch, within, concurrency=concurrency)
 
     agent.__name__ = agent.__qualname__ = f"{server.kind.name}_agent"
     app.agent(topic, name=f"medstream.{server.kind.name}")(agent)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = Field(6.0, gt=0)  # Tansu joins a group after half of it
     broker_commit_interval_s: float = Field(0.5, gt=0)  # small: fewer duplicates after a crash
     producer_max_request_size: int = Field(11 * 1024 * 1024, ge=1024)
+    # How long the worker's consumer lets the broker hold a fetch (faust hard-codes 1500 ms;
+    # a broker that does not answer early, like Tansu, delays each record by up to this)
+    consumer_fetch_wait_ms: int = Field(50, ge=0, le=60_000)
 
     # Kafka transport security (worker/security.py turns these into client arguments).
     # PLAINTEXT only on loopback; SSL or SASL_SSL wherever the broker is on a network.
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
     scan_within_s: float = Field(0.05, gt=0)
     vitals_max_batch: int = Field(64, ge=1)
     vitals_within_s: float = Field(0.02, gt=0)
+    # Batches each agent serves at once (faust agent concurrency; acks stay at-least-once)
+    scan_concurrency: int = Field(1, ge=1, le=16)
+    vitals_concurrency: int = Field(1, ge=1, le=16)
 
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"

@@ -144,3 +144,75 @@ def test_record_of_normalises_headers() -> None:
     e.message.headers = {"h": None}
     record = record_of(e)
     assert (record.offset, record.value, record.headers) == (7, b"", (("h", b""),))
+
+
+class GatedServer(BatchServer):
+    """Serves each batch when the test opens its gate, so batches finish in any order."""
+
+    def __init__(self, gates: dict[int, asyncio.Event], fail: set[int] | None = None) -> None:
+        srv, _, _ = server([])
+        super().__init__(srv.kind, FakeBackend(), Metrics.create(), predictions=Sink([], "p"),
+                         deadletter=Sink([], "d"), worker_id="w")
+        self.gates, self.fail, self.started = gates, fail or set(), []
+
+    async def serve(self, events: Any, ack: Any) -> None:
+        first = events[0].message.offset
+        self.started.append(first)
+        await self.gates[first].wait()
+        if first in self.fail:
+            raise KeyError("bug")
+        for e in events:
+            await ack(e)
+
+
+async def test_concurrent_batches_ack_in_offset_order_whatever_order_they_finish() -> None:
+    gates = {0: asyncio.Event(), 2: asyncio.Event(), 4: asyncio.Event()}
+    srv = GatedServer(gates)
+    stream = Stream([[event(0, b""), event(1, b"")], [event(2, b"")], [event(4, b""), event(3, b"", 1)]])
+    task = asyncio.create_task(serve_stream(stream, srv, 8, 0.05, concurrency=3,
+                                            on_fatal=lambda: pytest.fail("fail-stop")))
+    while len(srv.started) < 3:  # all three batches in flight at once
+        await asyncio.sleep(0)
+    gates[4].set()
+    gates[2].set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert stream.acked == []  # batches 2 and 3 are done but wait for batch 1
+    gates[0].set()
+    await task
+    assert stream.acked == [0, 1, 2, 4, 3]
+
+
+async def test_concurrency_limits_batches_in_flight() -> None:
+    gates = {0: asyncio.Event(), 1: asyncio.Event(), 2: asyncio.Event()}
+    srv = GatedServer(gates)
+    stream = Stream([[event(0, b"")], [event(1, b"")], [event(2, b"")]])
+    task = asyncio.create_task(serve_stream(stream, srv, 8, 0.05, concurrency=2,
+                                            on_fatal=lambda: pytest.fail("fail-stop")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert srv.started == [0, 1]
+    gates[0].set()
+    while len(srv.started) < 3:
+        await asyncio.sleep(0)
+    gates[1].set()
+    gates[2].set()
+    await task
+    assert stream.acked == [0, 1, 2]
+
+
+async def test_a_failed_batch_stops_later_finished_batches_from_acking() -> None:
+    gates = {0: asyncio.Event(), 1: asyncio.Event(), 2: asyncio.Event()}
+    srv, stops = GatedServer(gates, fail={1}), []
+    stream = Stream([[event(0, b"")], [event(1, b"")], [event(2, b"")]])
+    task = asyncio.create_task(serve_stream(stream, srv, 8, 0.05, concurrency=3,
+                                            on_fatal=lambda: stops.append(1)))
+    while len(srv.started) < 3:
+        await asyncio.sleep(0)
+    gates[2].set()  # the last batch finishes first and waits for the failing one
+    for _ in range(10):
+        await asyncio.sleep(0)
+    gates[1].set()
+    await task
+    assert stops == [1]
+    assert 1 not in stream.acked and 2 not in stream.acked

@@ -112,14 +112,52 @@ def _seconds(start: datetime, end: datetime) -> float:
 
 
 async def serve_stream(stream: Any, server: BatchServer, max_batch: int, within: float,
-                       on_fatal: Callable[[], None] = fail_stop) -> None:
-    """The agent body: batches from `noack_take`, served one at a time, fail-stop on errors."""
-    async for events in stream.noack_take(max_batch, within=within):
+                       on_fatal: Callable[[], None] = fail_stop, *, concurrency: int = 1) -> None:
+    """The agent body: batches from `noack_take`, up to `concurrency` served at once.
+
+    One actor takes every batch, so batches are numbered in offset order per partition; each
+    batch acks only after the batch before it has acked, so acks reach faust in offset order
+    whatever order the batches finish in (faust's commit does not guard every out-of-order ack:
+    docs/worker.md). The first unexpected failure fail-stops; nothing after it is acked.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    failed: list[bool] = []
+    previous: asyncio.Future[None] | None = None
+
+    async def serve_one(events: Sequence[Any], after: asyncio.Future[None] | None,
+                        done: asyncio.Future[None]) -> None:
+        async def ack(event: Any) -> Any:
+            if after is not None:
+                await after
+            return await stream.ack(event)
+
         try:
-            await server.serve(events, ack=stream.ack)
+            await server.serve(events, ack=ack)
+            done.set_result(None)
         except Exception:
-            log.critical("unexpected failure serving a batch of %d %s events; exiting without "
-                         "acking so that they are re-delivered", len(events), server.kind.name,
-                         exc_info=True)
-            on_fatal()
-            return
+            if not failed:
+                failed.append(True)
+                log.critical("unexpected failure serving a batch of %d %s events; exiting without "
+                             "acking so that they are re-delivered", len(events), server.kind.name,
+                             exc_info=True)
+                on_fatal()
+            for task in pending - {asyncio.current_task()}:
+                task.cancel()  # later batches must not ack; earlier ones are re-delivered
+        finally:
+            slots.release()
+
+    try:
+        async for events in stream.noack_take(max_batch, within=within):
+            await slots.acquire()
+            if failed:
+                return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(serve_one(events, previous, done))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            previous = done
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        for task in list(pending):
+            task.cancel()
