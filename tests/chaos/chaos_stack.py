@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos_worker import ROOT, WorkerProcess
@@ -70,13 +70,21 @@ class Scenario:
     settings: Settings
     env: dict[str, str]
     state_dir: Path
+    workers: list[WorkerProcess] = field(default_factory=list)  # stopped by the fixture
 
     @property
     def outputs(self) -> tuple[str, str]:
         return self.settings.topic_predictions, self.settings.topic_deadletter
 
     def worker(self, index: int = 0) -> WorkerProcess:
-        return WorkerProcess(f"{self.name}-w{index}", self.env, WEB_PORT + index, self.state_dir)
+        self.workers.append(
+            WorkerProcess(f"{self.name}-w{index}", self.env, WEB_PORT + index, self.state_dir))
+        return self.workers[-1]
+
+    def stop_workers(self) -> None:
+        """Stop every worker this scenario made (whatever failed, none outlives the test)."""
+        for worker in self.workers:
+            worker.stop()
 
 
 def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Scenario:

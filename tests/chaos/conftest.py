@@ -42,12 +42,16 @@ def chaos_stack() -> Iterator[StackConfig]:
 
 
 @pytest.fixture
-def scenario(chaos_stack: StackConfig) -> Callable[..., Scenario]:
+def scenario(chaos_stack: StackConfig) -> Iterator[Callable[..., Scenario]]:
     """`scenario("name", **MEDSTREAM_overrides)` on the chaos stack's broker."""
+    made: list[Scenario] = []
 
     def create(name: str, **env: str) -> Scenario:
         broker_up(chaos_stack)  # each scenario starts on a healthy stack (no-ops when up)
         triton_up(chaos_stack)
-        return make_scenario(name, f"127.0.0.1:{chaos_stack.kafka_port}", chaos_stack, **env)
+        made.append(make_scenario(name, f"127.0.0.1:{chaos_stack.kafka_port}", chaos_stack, **env))
+        return made[-1]
 
-    return create
+    yield create
+    for sc in made:
+        sc.stop_workers()

@@ -87,9 +87,11 @@ def serving_again(worker: WorkerProcess, more: int = 60) -> Callable[[], bool]:
     return check
 
 
-def test_broker_stopped_and_restarted_on_durable_storage(durable_broker, chaos_stack) -> None:
+def test_broker_stopped_and_restarted_on_durable_storage(durable_broker, chaos_stack,
+                                                         request) -> None:
     bootstrap = f"127.0.0.1:{durable_broker.kafka_port}"
     sc = make_scenario("broker-restart", bootstrap, chaos_stack)
+    request.addfinalizer(sc.stop_workers)
     worker = sc.worker().start()
     load = SteadyLoad(bootstrap, sc.settings.topic_scans, sc.settings.topic_vitals).start()
     try:

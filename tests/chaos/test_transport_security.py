@@ -113,11 +113,12 @@ def test_plaintext_clients_are_refused_by_both_tls_endpoints(tls_stack: TlsStack
     assert secure.is_server_live(client_timeout=10)
 
 
-def test_worker_serves_end_to_end_over_tls(tls_stack: TlsStack) -> None:
+def test_worker_serves_end_to_end_over_tls(tls_stack: TlsStack, request) -> None:
     crt = str(tls_stack.cert)
     sc = make_scenario("tls", f"127.0.0.1:{PROXY_PORT}", tls_stack.cfg,
                        KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CAFILE=crt,
                        TRITON_GRPC_TLS="true", TRITON_GRPC_CAFILE=crt)
+    request.addfinalizer(sc.stop_workers)
     security = kafka_security(sc.settings, "kafka-python")
     worker = sc.worker(5).start()
     try:
