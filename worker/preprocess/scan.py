@@ -7,6 +7,8 @@ produced by the same function.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
@@ -24,14 +26,20 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
 _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
+@functools.lru_cache(maxsize=64)
 def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] linear-interpolation weights, antialiased (triangle filter) when shrinking."""
+    """[n_out, n_in] linear-interpolation weights, antialiased (triangle filter) when shrinking.
+
+    Cached per (n_in, n_out): a stream of same-sized images builds them once (read-only).
+    """
     scale = n_in / n_out
     support = max(scale, 1.0)
     centres = (np.arange(n_out) + 0.5) * scale - 0.5
     taps = np.arange(n_in)
     weights = np.clip(1.0 - np.abs(taps[None, :] - centres[:, None]) / support, 0.0, None)
-    return weights / weights.sum(axis=1, keepdims=True)
+    weights /= weights.sum(axis=1, keepdims=True)
+    weights.flags.writeable = False
+    return weights
 
 
 def resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -65,8 +73,9 @@ def pixels_to_tensor(
         raise PoisonMessage("shape", f"image too small: {image.shape}")
     if not np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_:
         raise PoisonMessage("pixel_decode", f"pixel dtype {image.dtype} is not numeric")
-    image = image.astype(np.float64)
-    if not np.isfinite(image).all():
+    # min/max propagate NaN and show +/-inf, so they double as the finiteness check
+    lowest, highest = float(image.min()), float(image.max())
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
         raise PoisonMessage("non_finite", "image contains NaN or infinite pixel values")
     if window is not None:
         centre, width = float(window[0]), float(window[1])
@@ -74,8 +83,14 @@ def pixels_to_tensor(
             raise PoisonMessage("window", f"invalid window centre={centre} width={width}")
         low = centre - width / 2.0
     else:
-        low, width = float(image.min()), float(image.max() - image.min())
-    scaled = np.zeros_like(image) if width == 0 else np.clip((image - low) / width, 0.0, 1.0)
+        low, width = lowest, highest - lowest
+    scaled = image.astype(np.float64)  # a copy: scaled in place below
+    if width == 0:
+        scaled[...] = 0.0
+    else:
+        scaled -= low
+        scaled /= width
+        np.clip(scaled, 0.0, 1.0, out=scaled)
     return resize(scaled)[None, :, :].astype(np.float32)
 
 
