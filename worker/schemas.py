@@ -184,9 +184,15 @@ def _channel_order(channels: object) -> list[int]:
     return [channels.index(c) if c in channels else -1 for c in CHANNELS]
 
 
+_CANONICAL_ORDER = list(range(len(CHANNELS)))
+
+
 def _reorder(values: object, order: list[int], width: int) -> list[list[Any]]:
     if not isinstance(values, list) or not values:
         raise PoisonMessage("shape", "field 'values' must be a non-empty list of rows")
+    if (order == _CANONICAL_ORDER and set(map(type, values)) == {list}
+            and set(map(len, values)) == {width}):
+        return values  # already in CHANNELS order: nothing to move
     rows = []
     for row in values:
         if not isinstance(row, list) or len(row) != width:

@@ -6,6 +6,7 @@ columns 6-11 are missing-masks (1.0 = the value was missing). Pure numpy.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -36,8 +37,33 @@ def _cell(value: object) -> float:
     return float(value)
 
 
+_PLAIN_CELLS = frozenset({int, float, type(None)})  # what JSON numbers and null decode to
+
+
+def _as_array_fast(values: object) -> tuple[np.ndarray, int] | None:
+    """`_as_array` for the common case (lists of 6 JSON numbers/nulls), vectorised; else None.
+
+    None means "not the plain case": the per-cell path then validates and names the problem.
+    """
+    if type(values) is not list or not values:
+        return None
+    if set(map(type, values)) != {list} or set(map(len, values)) != {len(CHANNELS)}:
+        return None
+    if not set(map(type, itertools.chain.from_iterable(values))) <= _PLAIN_CELLS:
+        return None  # bool, str, nested lists, ...: the slow path raises
+    try:
+        raw = np.array(values, dtype=np.float64)  # None -> NaN
+    except (OverflowError, ValueError):
+        return None
+    nulls = sum(row.count(None) for row in values)
+    return raw, int(np.count_nonzero(~np.isfinite(raw))) - nulls
+
+
 def _as_array(values: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, int]:
     """Rows as a float [T, 6] array (None -> NaN) and the count of explicit NaN/inf numbers."""
+    fast = _as_array_fast(values)
+    if fast is not None:
+        return fast
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
         raise PoisonMessage("shape", "values must be a non-empty list of rows")
     non_finite = 0
