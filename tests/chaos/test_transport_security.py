@@ -8,6 +8,7 @@ test's producer and its readers are configured only through MEDSTREAM_* security
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,8 +79,6 @@ def start_triton(state: Path, crt: Path, key: Path) -> Service:
 
 @pytest.fixture(scope="module")
 def tls_stack() -> Iterator[TlsStack]:
-    import shutil
-
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     crt, key = self_signed(STATE)
