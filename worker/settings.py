@@ -91,9 +91,9 @@ class Settings(BaseSettings):
     scan_within_s: float = Field(0.05, gt=0)
     vitals_max_batch: int = Field(64, ge=1)
     vitals_within_s: float = Field(0.02, gt=0)
-    # Batches each agent serves at once (faust agent concurrency; acks stay at-least-once)
-    scan_concurrency: int = Field(1, ge=1, le=16)
-    vitals_concurrency: int = Field(1, ge=1, le=16)
+    # Batches in flight per agent (decode overlaps inference; acks stay in offset order)
+    scan_concurrency: int = Field(2, ge=1, le=16)
+    vitals_concurrency: int = Field(3, ge=1, le=16)
 
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"
