@@ -77,6 +77,8 @@ def read_dicom(data: bytes) -> pydicom.Dataset:
         raise PoisonMessage("dicom_decode", "no DICOM Part-10 preamble ('DICM' at byte 128)")
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
+        for _element in ds:  # convert every element now: a corrupt VR raises here, not later
+            pass
         sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise PoisonMessage("dicom_decode", f"cannot parse DICOM: {type(exc).__name__}") from exc
