@@ -2,7 +2,7 @@
 
 Ports and state dir (the reliability engineer's set by default) come from MEDSTREAM_CHAOS_*:
 KAFKA_PORT (9692), TRITON_PORT (HTTP; gRPC and metrics are +1 and +2; 8600), WEB_PORT (first
-worker web port; 6666), STATE_DIR (.medstream-f/chaos). The model repository holds the real
+worker web port; 6666), STATE_DIR (.medstream-chaos). The model repository holds the real
 models plus `*_slow` variants (tests/chaos/slow_model.py) for the slow-Triton scenario.
 """
 
@@ -31,7 +31,7 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(f"MEDSTREAM_CHAOS_{name}", default))
 
 
-STATE_DIR = ROOT / os.environ.get("MEDSTREAM_CHAOS_STATE_DIR", ".medstream-f/chaos")
+STATE_DIR = ROOT / os.environ.get("MEDSTREAM_CHAOS_STATE_DIR", ".medstream-chaos")
 KAFKA_PORT, TRITON_PORT, WEB_PORT = _env_int("KAFKA_PORT", 9692), _env_int("TRITON_PORT", 8600), \
     _env_int("WEB_PORT", 6666)
 
