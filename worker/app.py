@@ -9,6 +9,7 @@ probe readiness (Triton, models, broker), the event loop's lag and the consumer 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +19,7 @@ from worker.agents.common import BatchServer, serve_stream
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
 from worker.inference.protocol import ModelInfo
-from worker.inference.resilience import Backoff, RetryingBackend
+from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import TritonBackend
 from worker.kafka_consumer import install_fetch_wait
 from worker.metrics import Metrics
@@ -67,6 +68,13 @@ def _faust_app(settings: Settings) -> faust.App:
     return app
 
 
+def open_breaker_partitions(tps: Iterable[Any], breakers: Mapping[str, CircuitBreaker],
+                            sources: Mapping[str, str]) -> set[Any]:
+    """Of `tps`, those whose topic feeds a model with an open circuit breaker."""
+    topics = {sources[model] for model, b in breakers.items() if b.is_open and model in sources}
+    return {tp for tp in tps if tp.topic in topics}
+
+
 def create_app(settings: Settings, models: dict[str, ModelInfo],
                metrics: Metrics | None = None) -> faust.App:
     """The worker app; start it with faust.Worker (see worker.run)."""
@@ -91,6 +99,12 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
     backend = RetryingBackend(
         triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
         threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed)
+
+    @app.on_partitions_assigned.connect
+    async def keep_paused_while_open(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # faust re-activates newly assigned partitions after a rebalance; an open breaker keeps
+        # its topic's partitions paused until it closes.
+        app.consumer.pause_partitions(open_breaker_partitions(assigned, backend.breakers, sources))
     executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="medstream-decode")
     predictions = app.topic(settings.topic_predictions)
     deadletter = app.topic(settings.topic_deadletter)

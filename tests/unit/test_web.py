@@ -40,3 +40,18 @@ def test_create_app_wires_agents_routes_and_settings(tmp_path: Path) -> None:
     assert conf.broker_commit_interval == 0.5 and conf.producer_max_request_size >= 10 * 1024 * 1024
     assert str(conf.datadir).startswith(str(tmp_path))
     assert {"/metrics", "/health", "/ready"} <= set(app.web.views)
+
+
+def test_partitions_assigned_while_a_breaker_is_open_stay_paused(tmp_path: Path) -> None:
+    from faust.types import TP
+
+    from worker.app import open_breaker_partitions
+    from worker.inference.resilience import CircuitBreaker
+
+    closed, opened = CircuitBreaker(1), CircuitBreaker(1)
+    opened.record_failure()
+    sources = {"scan_cnn": "scans", "vitals_lstm": "vitals"}
+    assigned = {TP("scans", 0), TP("scans", 3), TP("vitals", 1), TP("other", 0)}
+    breakers = {"scan_cnn": opened, "vitals_lstm": closed}
+    assert open_breaker_partitions(assigned, breakers, sources) == {TP("scans", 0), TP("scans", 3)}
+    assert open_breaker_partitions(assigned, {"vitals_lstm": closed}, sources) == set()
