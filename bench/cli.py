@@ -13,6 +13,7 @@ from bench.workloads import workloads
 from worker.settings import Settings
 
 _SETTINGS_SHOWN = ("scan_max_batch", "scan_within_s", "vitals_max_batch", "vitals_within_s",
+                   "scan_concurrency", "vitals_concurrency", "consumer_fetch_wait_ms",
                    "triton_max_inflight", "decode_threads", "topic_partitions")
 
 

@@ -26,6 +26,10 @@ OPSET = 17
 SCAN_MAX_BATCH = 32
 VITALS_MAX_BATCH = 64
 QUEUE_DELAY_US = 2000
+# One onnxruntime thread per execution: faster on small CPUs with several requests in flight
+# (docs/benchmarks.md). The name is the one Triton's onnxruntime backend reads (NGC image);
+# the local shim in deploy/triton-backends reads it too.
+ORT_PARAMETERS = {"intra_op_thread_count": "1"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ def _write(model_dir: Path, name: str, max_batch: int, inputs: list[TensorSpec],
            outputs: list[TensorSpec], params: dict[str, str]) -> str:
     onnx_path = model_dir / "1" / "model.onnx"
     digest = sha256_file(onnx_path)
-    config = render_config(name, max_batch, inputs, outputs, {**params, "model_sha256": digest})
+    config = render_config(name, max_batch, inputs, outputs,
+                           {**params, "model_sha256": digest, **ORT_PARAMETERS})
     (model_dir / "config.pbtxt").write_text(config)
     log.info("exported %s (%d bytes, sha256 %s)", onnx_path, onnx_path.stat().st_size, digest[:12])
     return digest

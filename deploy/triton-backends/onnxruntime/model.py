@@ -6,7 +6,7 @@ repository (`<model>/config.pbtxt`, `<model>/<version>/model.onnx`) loads unchan
 
 All requests of one `execute()` call (the dynamic batcher's batch) are joined into one
 onnxruntime run and the outputs split back per request. Optional config parameters:
-`ort_intra_op_threads`, `ort_inter_op_threads` (0 = onnxruntime's default).
+`intra_op_thread_count`, `inter_op_thread_count` (0 = onnxruntime's default).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ class TritonPythonModel:
         filename = config.get("default_model_filename") or "model.onnx"
         path = os.path.join(args["model_repository"], args["model_version"], filename)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _int_parameter(config, "ort_intra_op_threads", 0)
-        options.inter_op_num_threads = _int_parameter(config, "ort_inter_op_threads", 0)
+        options.intra_op_num_threads = _int_parameter(config, "intra_op_thread_count", 0)
+        options.inter_op_num_threads = _int_parameter(config, "inter_op_thread_count", 0)
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [
