@@ -147,7 +147,8 @@ def test_export_roundtrip_and_config(tmp_path) -> None:
     onnx_path = tmp_path / "scan_cnn" / "1" / "model.onnx"
     assert digest == sha256_file(onnx_path)
     params = read_config_parameters(tmp_path / "scan_cnn" / "config.pbtxt")
-    assert params == {"labels": "normal,pneumonia", "version": "test-1", "model_sha256": digest}
+    assert params == {"labels": "normal,pneumonia", "version": "test-1", "model_sha256": digest,
+                      "intra_op_thread_count": "1"}
     x = np.random.default_rng(0).random((7, 1, 128, 128), dtype=np.float32)
     served = ort.InferenceSession(str(onnx_path)).run(None, {"image": x})[0]
     with torch.no_grad():
