@@ -7,13 +7,11 @@ for every assigned partition before any message was served.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kafka.admin import NewTopic
-from worker_harness import Topics, WorkerProcess, free_port
+from worker_harness import Topics, WorkerProcess, free_port, private_triton, wait_for
 
 from worker.localstack import broker, triton
 from worker.localstack.stack import StackConfig, broker_up, triton_up
@@ -21,15 +19,6 @@ from worker.settings import Settings
 from worker.topics import create_topics
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(worker: WorkerProcess, what: str, check: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        worker.assert_alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{worker.log_tail()}")
-        time.sleep(0.3)
 
 
 def blockers(worker: WorkerProcess) -> list[str] | None:
@@ -40,10 +29,7 @@ def blockers(worker: WorkerProcess) -> list[str] | None:
 
 def test_idle_worker_is_not_ready_while_triton_is_down(settings: Settings, topic_factory,
                                                          tmp_path: Path) -> None:
-    cfg = StackConfig.from_settings(settings, state_dir=tmp_path / "triton", http_port=free_port(),
-                                    grpc_port=free_port(), metrics_port=free_port())
-    cfg.state_dir.mkdir()
-    triton_up(cfg)
+    cfg = private_triton(settings, tmp_path / "triton")
     own_triton = triton.service(cfg.state_dir)
     topics = Topics.create(topic_factory)
     worker = WorkerProcess(settings, topics, tmp_path / "worker", extra_env={

@@ -13,35 +13,24 @@ from worker_harness import (
     Topics,
     WorkerProcess,
     collect,
-    free_port,
     keys,
+    private_triton,
     producer,
     publish,
     vitals_window,
+    wait_for,
 )
 
 from worker.localstack import triton
-from worker.localstack.stack import StackConfig, triton_up
+from worker.localstack.stack import triton_up
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(condition, timeout_s: float, what: str, worker: WorkerProcess) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        worker.assert_alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{worker.log_tail()}")
-        time.sleep(0.2)
-
-
 def test_triton_unavailable_then_back_loses_nothing(settings: Settings, topic_factory,
                                                     tmp_path: Path) -> None:
-    cfg = StackConfig.from_settings(settings, state_dir=tmp_path / "triton", http_port=free_port(),
-                                    grpc_port=free_port(), metrics_port=free_port())
-    cfg.state_dir.mkdir()
-    triton_up(cfg)
+    cfg = private_triton(settings, tmp_path / "triton")
     own_triton = triton.service(cfg.state_dir)
     topics = Topics.create(topic_factory)
     worker = WorkerProcess(settings, topics, tmp_path / "worker", extra_env={
@@ -57,8 +46,8 @@ def test_triton_unavailable_then_back_loses_nothing(settings: Settings, topic_fa
         assert own_triton.stop()
         second = [(f"b-{i}".encode(), vitals_window(f"b-{i}", seed=i)) for i in range(20)]
         publish(settings, topics.vitals, second)
-        wait_for(lambda: b"triton:vitals_lstm" in worker.get("/ready")[1], 30, "the breaker to open",
-                 worker)  # the probe's `triton` blocker comes first
+        wait_for(worker, "the breaker to open",  # the probe's `triton` blocker comes first
+                 lambda: b"triton:vitals_lstm" in worker.get("/ready")[1], 30)
         assert worker.metric("medstream_circuit_open", {"model": "vitals_lstm"}) == 1
         assert worker.metric("medstream_inference_errors_total", {"model": "vitals_lstm"}) >= 2
         assert worker.metric("medstream_ready") == 0
@@ -70,7 +59,7 @@ def test_triton_unavailable_then_back_loses_nothing(settings: Settings, topic_fa
         outputs = collect(settings, topics, lambda o: keys(o, topics.predictions) >= wanted, 45, worker)
         assert keys(outputs, topics.predictions) == wanted
         assert keys(outputs, topics.deadletter) == set()
-        wait_for(lambda: worker.get("/ready")[0] == 200, 15, "readiness after recovery", worker)
+        wait_for(worker, "readiness after recovery", lambda: worker.get("/ready")[0] == 200, 15)
         assert worker.metric("medstream_circuit_open", {"model": "vitals_lstm"}) == 0
     finally:
         worker.stop()

@@ -29,6 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from worker.localstack.stack import StackConfig, triton_up
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,3 +232,24 @@ def vitals_window(event_id: str, rows: int = 60, seed: int = 0, **overrides: Any
             "channels": ["hr", "spo2", "rr", "sbp", "dbp", "temp"], "values": values}
     body.update(overrides)
     return json.dumps(body).encode()
+
+
+def wait_for(worker: WorkerProcess, what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    """Poll `check` until true; fails with the worker's log tail on timeout or if it died."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        worker.assert_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{worker.log_tail()}")
+        time.sleep(0.2)
+
+
+def private_triton(settings: Settings, state_dir: Path) -> StackConfig:
+    """Start a Triton of the test's own (free ports, state under `state_dir`), so it can be
+    stopped and restarted without touching the session stack; returns its StackConfig."""
+    cfg = StackConfig.from_settings(settings, state_dir=state_dir, http_port=free_port(),
+                                    grpc_port=free_port(), metrics_port=free_port())
+    cfg.state_dir.mkdir()
+    triton_up(cfg)
+    return cfg
+
