@@ -98,7 +98,9 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
 
     backend = RetryingBackend(
         triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
-        threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed)
+        threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed,
+        max_inflight=settings.triton_max_inflight
+        * max(settings.scan_concurrency, settings.vitals_concurrency))
 
     @app.on_partitions_assigned.connect
     async def keep_paused_while_open(sender: Any, assigned: set[Any], **kwargs: Any) -> None:

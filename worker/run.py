@@ -31,6 +31,9 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
+# The start-up test inference may be the model's first: lazy initialisation (ONNX sessions,
+# TensorRT engines on GPU) can take far longer than a steady-state request's timeout.
+WARMUP_TIMEOUT_S = 60.0
 
 
 async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
@@ -45,7 +48,8 @@ async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
             raise ConfigurationError(
                 f"model {scan.name!r} has no 'labels' parameter in its config.pbtxt")
         for spec in specs:
-            outputs = await probe_inference(backend, spec)
+            outputs = await probe_inference(
+                backend, spec, max(settings.triton_timeout_s, WARMUP_TIMEOUT_S))
             if spec.name == scan.name and outputs["probabilities"].shape[-1] != len(scan.labels):
                 raise ConfigurationError(
                     f"model {scan.name!r} returns {outputs['probabilities'].shape[-1]} "
@@ -55,11 +59,12 @@ async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
     return models
 
 
-async def probe_inference(backend: TritonBackend, spec: ModelSpec) -> dict[str, np.ndarray]:
+async def probe_inference(backend: TritonBackend, spec: ModelSpec,
+                          timeout_s: float) -> dict[str, np.ndarray]:
     """One inference on zeros (also warms the model up); ConfigurationError when it fails."""
     inputs = {t.name: np.zeros((1, *t.dims), np.float32) for t in spec.inputs}
     try:
-        return await backend.infer(spec.name, inputs)
+        return await backend.infer(spec.name, inputs, timeout_s=timeout_s)
     except (PoisonMessage, RetryableInference) as exc:
         raise ConfigurationError(f"model {spec.name!r} fails a test inference: {exc}") from exc
 

@@ -92,8 +92,12 @@ class Settings(BaseSettings):
     vitals_max_batch: int = Field(64, ge=1)
     vitals_within_s: float = Field(0.02, gt=0)
     # Batches in flight per agent (decode overlaps inference; acks stay in offset order)
-    scan_concurrency: int = Field(2, ge=1, le=16)
-    vitals_concurrency: int = Field(3, ge=1, le=16)
+    # Batches served at once per agent. 1 by default: with a slow Triton (requests near the
+    # timeout) more batches in flight only add timed-out retries (tests/chaos/test_triton_slow.py:
+    # 90 s to drain at 1, 225 s at 2/3 even with the adaptive limit). Raise it for a Triton with
+    # headroom (GPU): +20-30% vitals throughput here (docs/benchmarks.md).
+    scan_concurrency: int = Field(1, ge=1, le=16)
+    vitals_concurrency: int = Field(1, ge=1, le=16)
 
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"

@@ -4,7 +4,8 @@ A retryable failure (Triton down, overloaded, timed out) never loses a batch: th
 is retried until it succeeds, and nothing is committed meanwhile. After `threshold`
 consecutive failures the breaker opens (listeners pause the consumer and report not-ready);
 while open, readiness is probed with backoff before the next attempt; the first success
-closes it again.
+closes it again. Requests in flight per model are capped by an AdaptiveLimit (limit.py), so a
+slow server gets fewer concurrent requests instead of a storm of timed-out retries.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.errors import PoisonMessage, RetryableInference
+from worker.inference.limit import AdaptiveLimit
 from worker.inference.protocol import InferenceBackend
 from worker.metrics import Metrics
 
@@ -75,6 +77,7 @@ class RetryingBackend:
         on_open: Listener | None = None,
         on_close: Listener | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_inflight: int = 64,
     ) -> None:
         self._backend = backend
         self._backoff = backoff
@@ -84,6 +87,8 @@ class RetryingBackend:
         self._on_close = on_close or (lambda model: None)
         self._sleep = sleep
         self.breakers: dict[str, CircuitBreaker] = {}
+        self._max_inflight = max_inflight
+        self.limits: dict[str, AdaptiveLimit] = {}
 
     def _breaker(self, model: str) -> CircuitBreaker:
         if model not in self.breakers:
@@ -93,17 +98,20 @@ class RetryingBackend:
     async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Infer, retrying retryable failures until one attempt succeeds."""
         breaker = self._breaker(model)
+        limit = self.limits.setdefault(model, AdaptiveLimit(self._max_inflight))
         attempt = 0
         while True:
             if breaker.is_open:
                 await self._wait_until_ready(model)
             try:
-                outputs = await self._backend.infer(model, inputs)
+                async with limit.slot():
+                    outputs = await self._backend.infer(model, inputs)
             except PoisonMessage:
                 self._metrics.inference_errors.labels(model, "INVALID_ARGUMENT").inc()
                 self._closed(model, breaker)  # the service answered: it is up
                 raise
             except RetryableInference as exc:
+                limit.failed()
                 self._metrics.inference_errors.labels(model, exc.code).inc()
                 delay = self._backoff.delay(attempt)
                 log.warning("inference on %s failed (%s), retry %d in %.2fs: %s",
@@ -116,6 +124,7 @@ class RetryingBackend:
                 await self._sleep(delay)
                 attempt += 1
                 continue
+            limit.succeeded()
             self._closed(model, breaker)
             return outputs
 

@@ -161,8 +161,10 @@ class TritonBackend:
         except InferenceServerException:
             return False
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One request with a timeout; typed errors (see module docstring)."""
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], *,
+                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """One request with a timeout (the backend's unless given); typed errors (see module
+        docstring)."""
         client = self._require()
         request = []
         for name, array in inputs.items():
@@ -173,7 +175,7 @@ class TritonBackend:
         gauge.inc()
         started = time.perf_counter()
         try:
-            result = await client.infer(model, request, client_timeout=self._timeout_s)
+            result = await client.infer(model, request, client_timeout=timeout_s or self._timeout_s)
         except Exception as exc:
             error = classify_error(exc)
             if error is exc:
