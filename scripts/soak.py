@@ -25,8 +25,8 @@ from chaos_check import settle
 from chaos_load import SteadyLoad
 from chaos_stack import KAFKA_PORT, STATE_DIR, TRITON_PORT, make_scenario, model_repository
 
-from worker.localstack.stack import StackConfig, broker_up, down, triton_up
-from worker.promstats import sum_by
+from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
+from medstream_tools.top.promstats import sum_by
 
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"

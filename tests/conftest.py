@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from kafka.admin import NewTopic
 
-from worker.localstack.process import StackError
-from worker.localstack.stack import StackConfig, down, up
+from medstream_tools.localstack.process import StackError
+from medstream_tools.localstack.stack import StackConfig, down, up
 from worker.settings import Settings
 from worker.topics import create_topics
 

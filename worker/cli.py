@@ -1,7 +1,11 @@
 """The `medstream` console command: one entry point, one sub-command module per job.
 
-Each module in `COMMAND_MODULES` exposes `register(subparsers)` which adds its own
-sub-parser and sets `func(args) -> int` as the handler.
+Runtime commands (`worker`, `topics`, `produce`, `receive`) come from the runtime packages and
+always load. Tool commands (local stack, demo, top, bench, models) live in `medstream_tools`
+and `medstream_training`; each registers only where its package and extra are installed, and
+otherwise answers with the extra to install instead of crashing the whole command.
+Each module exposes `register(subparsers)`, which adds its sub-parser and sets
+`func(args) -> int` as the handler.
 """
 
 from __future__ import annotations
@@ -10,18 +14,32 @@ import argparse
 import importlib
 import logging
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 
-COMMAND_MODULES: tuple[str, ...] = (
-    # one line per sub-command module; each helper adds its own
-    "worker.localstack.cli",
-    "worker.topics",
-    "worker.demo",
-    "worker.top",
-    "producers.cli",
-    "worker.run",
-    "bench.cli",
-    "triton_models.cli",
+RUNTIME_MODULES: tuple[str, ...] = ("worker.run", "worker.topics", "producers.cli")
+
+
+@dataclass(frozen=True)
+class ToolCommand:
+    """A tool sub-command: its name(s), the module that registers it, the extra it needs."""
+
+    names: tuple[str, ...]
+    module: str
+    extra: str
+    help: str
+
+
+TOOL_COMMANDS: tuple[ToolCommand, ...] = (
+    ToolCommand(("local",), "medstream_tools.localstack.cli", "local",
+                "run the local broker + Triton stack"),
+    ToolCommand(("demo",), "medstream_tools.demo.command", "local,train",
+                "the whole pipeline end to end on the local stack"),
+    ToolCommand(("top",), "medstream_tools.top.command", "local", "live figures from /metrics"),
+    ToolCommand(("bench",), "medstream_tools.bench.cli", "local,train",
+                "measure medstream against the model ceiling and a naive baseline"),
+    ToolCommand(("models",), "medstream_training.cli", "train",
+                "train, export and evaluate the served models"),
 )
 
 
@@ -39,13 +57,37 @@ def _import_hiding_argv(name: str) -> ModuleType:
         sys.argv = argv
 
 
+def _register_missing(sub: argparse._SubParsersAction, tool: ToolCommand,
+                      error: ModuleNotFoundError) -> None:
+    """A stand-in sub-command that names the extra to install."""
+    message = (f"medstream {tool.names[0]}: needs the '{tool.extra}' extra "
+               f"(pip install 'medstream[{tool.extra}]'); missing module {error.name!r}")
+
+    def missing(args: argparse.Namespace) -> int:
+        print(message, file=sys.stderr)
+        return 2
+
+    for name in tool.names:
+        parser = sub.add_parser(name, help=f"{tool.help} (not installed: {tool.extra} extra)",
+                                add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=missing)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every sub-command registered."""
+    """The full argument parser: runtime commands, then every installed tool command."""
     parser = argparse.ArgumentParser(prog="medstream", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+    for name in RUNTIME_MODULES:
         _import_hiding_argv(name).register(sub)
+    for tool in TOOL_COMMANDS:
+        try:
+            module = _import_hiding_argv(tool.module)
+        except ModuleNotFoundError as exc:
+            _register_missing(sub, tool, exc)
+            continue
+        module.register(sub)
     return parser
 
 

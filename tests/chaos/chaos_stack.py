@@ -18,7 +18,7 @@ from pathlib import Path
 from chaos_worker import ROOT, WorkerProcess
 from kafka import KafkaAdminClient
 
-from worker.localstack.stack import StackConfig
+from medstream_tools.localstack.stack import StackConfig
 from worker.security import kafka_security
 from worker.settings import Settings
 from worker.topics import topic_specs

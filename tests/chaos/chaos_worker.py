@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chaos_check import wait_for
 
-from worker.promstats import parse_metrics, sum_by
+from medstream_tools.top.promstats import parse_metrics, sum_by
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = os.sysconf("SC_PAGE_SIZE")

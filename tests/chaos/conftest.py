@@ -1,6 +1,6 @@
 """Fixtures of the chaos suite: its own Tansu and Triton, which the scenarios kill at will.
 
-The services are started with the local-stack modules (`worker.localstack`) on the ports of
+The services are started with the local-stack modules (`medstream_tools.localstack`) on the ports of
 chaos_stack.py and stopped at the end of the session. A stack that does not come up fails
 the session: never a skip.
 """
@@ -19,8 +19,8 @@ from chaos_stack import (
     model_repository,
 )
 
-from worker.localstack.process import StackError
-from worker.localstack.stack import StackConfig, broker_up, down, triton_up
+from medstream_tools.localstack.process import StackError
+from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,9 @@ from chaos_stack import STATE_DIR, make_scenario
 from chaos_worker import WorkerProcess
 from kafka import KafkaAdminClient
 
-from worker.localstack import broker as local_broker
-from worker.localstack.process import Service, StackError, wait_until
-from worker.localstack.stack import StackConfig
+from medstream_tools.localstack import broker as local_broker
+from medstream_tools.localstack.process import Service, StackError, wait_until
+from medstream_tools.localstack.stack import StackConfig
 
 pytestmark = pytest.mark.chaos
 

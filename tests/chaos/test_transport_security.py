@@ -24,10 +24,10 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 from tls_proxy import TlsProxy
 
-from worker.localstack import broker as local_broker
-from worker.localstack import triton as local_triton
-from worker.localstack.process import Service, StackError, port_open, wait_until
-from worker.localstack.stack import StackConfig
+from medstream_tools.localstack import broker as local_broker
+from medstream_tools.localstack import triton as local_triton
+from medstream_tools.localstack.process import Service, StackError, port_open, wait_until
+from medstream_tools.localstack.stack import StackConfig
 from worker.security import kafka_security
 
 pytestmark = pytest.mark.chaos

@@ -17,9 +17,9 @@ from chaos_check import assert_no_loss, report, settle, wait_for
 from chaos_load import SteadyLoad
 from chaos_worker import http_get
 
-from worker.localstack import triton as local_triton
-from worker.localstack.stack import triton_up
-from worker.promstats import sum_by
+from medstream_tools.localstack import triton as local_triton
+from medstream_tools.localstack.stack import triton_up
+from medstream_tools.top.promstats import sum_by
 
 pytestmark = pytest.mark.chaos
 

@@ -12,7 +12,7 @@ import pytest
 from chaos_check import assert_no_loss, report, settle, wait_for
 from chaos_load import SteadyLoad
 
-from worker.promstats import sum_by
+from medstream_tools.top.promstats import sum_by
 
 pytestmark = pytest.mark.chaos
 

@@ -20,7 +20,7 @@ from kafka import KafkaConsumer
 from kafka.admin import NewTopic
 from worker_harness import Topics, WorkerProcess, dicom_scans, publish, vitals_window
 
-from worker.promstats import parse_metrics
+from medstream_tools.top.promstats import parse_metrics
 from worker.settings import Settings
 from worker.topics import create_topics
 

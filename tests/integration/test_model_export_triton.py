@@ -9,10 +9,10 @@ import torch
 import tritonclient.grpc as grpcclient
 from pydicom.data import get_testdata_file
 
-from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
-from triton_models.build import CHECKPOINTS, load_scan, load_vitals
-from triton_models.export import sha256_file
-from triton_models.training.vitals_data import make_windows, real_heart_rate
+from medstream_training import REPOSITORY, SCAN_MODEL, VITALS_MODEL
+from medstream_training.build import CHECKPOINTS, load_scan, load_vitals
+from medstream_training.export import sha256_file
+from medstream_training.vitals_data import make_windows, real_heart_rate
 from worker.preprocess.scan import dicom_to_tensor
 
 pytestmark = pytest.mark.integration

@@ -44,9 +44,9 @@ from observability_support import (
     wait_for,
 )
 
-from worker.localstack import triton as local_triton
-from worker.localstack.stack import StackConfig, triton_up
-from worker.promstats import parse_metrics, sum_by
+from medstream_tools.localstack import triton as local_triton
+from medstream_tools.localstack.stack import StackConfig, triton_up
+from medstream_tools.top.promstats import parse_metrics, sum_by
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ from kafka import KafkaConsumer
 from kafka.admin import NewTopic
 from pydicom.data import get_testdata_file
 
-from worker.localstack import broker
+from medstream_tools.localstack import broker
 from worker.schemas import decode_scan_envelope, decode_vitals
 from worker.settings import Settings
 from worker.topics import create_topics

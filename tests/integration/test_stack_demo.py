@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from worker.demo import SAMPLE_SCANS, run_demo
+from medstream_tools.demo.command import SAMPLE_SCANS, run_demo
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

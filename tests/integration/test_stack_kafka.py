@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from worker.localstack.broker import LOCAL_SESSION_TIMEOUT_MS
+from medstream_tools.localstack.broker import LOCAL_SESSION_TIMEOUT_MS
 from worker.settings import Settings
 from worker.topics import create_topics, topic_specs
 

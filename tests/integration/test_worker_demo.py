@@ -7,7 +7,7 @@ import re
 import pytest
 from worker_harness import free_port
 
-from worker.demo_pipeline import run_pipeline_demo
+from medstream_tools.demo.pipeline import run_pipeline_demo
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import pytest
 from kafka.admin import NewTopic
 from worker_harness import Topics, WorkerProcess, free_port, private_triton, wait_for
 
-from worker.localstack import broker, triton
-from worker.localstack.stack import StackConfig, broker_up, triton_up
+from medstream_tools.localstack import broker, triton
+from medstream_tools.localstack.stack import StackConfig, broker_up, triton_up
 from worker.settings import Settings
 from worker.topics import create_topics
 

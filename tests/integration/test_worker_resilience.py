@@ -21,8 +21,8 @@ from worker_harness import (
     wait_for,
 )
 
-from worker.localstack import triton
-from worker.localstack.stack import triton_up
+from medstream_tools.localstack import triton
+from medstream_tools.localstack.stack import triton_up
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from worker.localstack.stack import StackConfig, triton_up
+from medstream_tools.localstack.stack import StackConfig, triton_up
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

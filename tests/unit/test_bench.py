@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import corpus, report, stats
-from bench.workloads import decode_scan, decode_window
+from medstream_tools.bench import corpus, report, stats
+from medstream_tools.bench.workloads import decode_scan, decode_window
 
 
 def test_drain_rate_skips_warmup() -> None:

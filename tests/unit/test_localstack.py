@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.localstack import broker, triton
-from worker.localstack.process import Service, StackError, port_open, wait_until
-from worker.localstack.stack import StackConfig
+from medstream_tools.localstack import broker, triton
+from medstream_tools.localstack.process import Service, StackError, port_open, wait_until
+from medstream_tools.localstack.stack import StackConfig
 from worker.settings import Settings
 from worker.topics import topic_specs
 

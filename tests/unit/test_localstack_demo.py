@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.demo import heart_rate_window
+from medstream_tools.demo.command import heart_rate_window
 from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
 
 

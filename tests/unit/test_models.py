@@ -7,20 +7,20 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from triton_models import REPOSITORY
-from triton_models.evaluate import read_config_parameters
-from triton_models.export import export_scan, export_vitals, sha256_file
-from triton_models.nets import ScanCNN, VitalsLSTM
-from triton_models.training import augment
-from triton_models.training.images import (
+from medstream_training import REPOSITORY
+from medstream_training.evaluate import read_config_parameters
+from medstream_training.export import export_scan, export_vitals, sha256_file
+from medstream_training.nets import ScanCNN, VitalsLSTM
+from medstream_training import augment
+from medstream_training.images import (
     ImageSet,
     load_folder,
     load_npz,
     patient_group,
     pneumonia_label,
 )
-from triton_models.training.scan import ScanTrainConfig, eval_tensors, group_folds, train_scan
-from triton_models.training.vitals_data import news2_partial
+from medstream_training.train_scan import ScanTrainConfig, eval_tensors, group_folds, train_scan
+from medstream_training.vitals_data import news2_partial
 from worker.preprocess.scan import pixels_to_tensor
 from worker.preprocess.vitals import window_to_tensor
 

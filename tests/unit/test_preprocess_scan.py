@@ -159,7 +159,7 @@ def test_worker_preprocessing_needs_neither_torch_nor_pil() -> None:
 
     import worker.preprocess
 
-    code = "import sys, worker.preprocess, triton_models.cli; assert 'torch' not in sys.modules"
+    code = "import sys, worker.preprocess, medstream_training.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     for source in Path(worker.preprocess.__file__).parent.glob("*.py"):
         text = source.read_text()

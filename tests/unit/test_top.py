@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from worker.metrics import Metrics
-from worker.promstats import (
+from medstream_tools.top.promstats import (
     Snapshot,
     buckets_by,
     histogram_quantile,
@@ -16,7 +16,7 @@ from worker.promstats import (
     parse_metrics,
     sum_by,
 )
-from worker.top import compute_frame, render
+from medstream_tools.top.command import compute_frame, render
 
 TRITON_TEXT = """\
 # HELP nv_inference_request_success Number of successful inference requests, all batch sizes

@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 
 from worker.cli import main
 from worker.metrics import Metrics
-from worker.top import frames
+from medstream_tools.top.command import frames
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from bench import ceiling, corpus, e2e, load, stats
-from bench.stack import Stack, create_bench_topics, delete_topics
-from bench.workloads import Workload
-from triton_models import REPOSITORY
+from medstream_tools.bench import ceiling, corpus, e2e, load, stats
+from medstream_tools.bench.stack import Stack, create_bench_topics, delete_topics
+from medstream_tools.bench.workloads import Workload
+from medstream_training import REPOSITORY
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def sizes(workload: str, ceilings: dict, plan: Plan, cores: int) -> tuple[int, i
 
 async def _naive(workload: Workload, topic: str, out_topic: str, count: int) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.naive", "--workload", workload.name, "--topic", topic,
+        sys.executable, "-m", "medstream_tools.bench.naive", "--workload", workload.name, "--topic", topic,
         "--out-topic", out_topic, "--count", str(count),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=e2e.ROOT,
     )

@@ -1,6 +1,6 @@
 """The full-pipeline part of `medstream demo`: worker, real samples in, predictions out, live.
 
-With the local stack up (worker.demo does that):
+With the local stack up (medstream_tools.demo.command does that):
 1. creates this run's four topics;
 2. starts `medstream worker` as a subprocess on them (its log: <state_dir>/demo-worker.log);
 3. replays real sample data: DICOM files from pydicom's test data (CT, MR, US, CR, ...) and
@@ -29,8 +29,8 @@ import pydicom
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from worker.demo import SAMPLE_SCANS, heart_rate_window
-from worker.localstack.process import StackError
+from medstream_tools.demo.command import SAMPLE_SCANS, heart_rate_window
+from medstream_tools.localstack.process import StackError
 from worker.preprocess.vitals import WINDOW_LEN
 from worker.settings import Settings
 from worker.topics import create_topics

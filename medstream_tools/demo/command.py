@@ -23,8 +23,8 @@ import tritonclient.grpc as grpcclient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydicom.data import get_testdata_file
 
-from worker.localstack.process import StackError
-from worker.localstack.stack import StackConfig, up
+from medstream_tools.localstack.process import StackError
+from medstream_tools.localstack.stack import StackConfig, up
 from worker.preprocess.scan import dicom_to_tensor
 from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
 from worker.settings import Settings
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.quick:
             run_demo(settings)
             return 0
-        from worker.demo_pipeline import run_pipeline_demo  # the full path, through the worker
+        from medstream_tools.demo.pipeline import run_pipeline_demo  # the full path, through the worker
 
         return run_pipeline_demo(settings)
     except StackError as exc:

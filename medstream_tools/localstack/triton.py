@@ -21,9 +21,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.localstack.process import Service, StackError
+from medstream_tools.localstack.process import Service, StackError
 
-#: Repository root (this file is worker/localstack/triton.py).
+#: Repository root (this file is medstream_tools/localstack/triton.py).
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_DIR = ROOT / "deploy" / "triton-backends"
 

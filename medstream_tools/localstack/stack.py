@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.localstack import broker, triton
-from worker.localstack.process import Service, StackError, port_open, wait_until
+from medstream_tools.localstack import broker, triton
+from medstream_tools.localstack.process import Service, StackError, port_open, wait_until
 from worker.settings import Settings, host_port
 from worker.topics import ensure_topics
 

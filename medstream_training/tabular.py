@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from triton_models.training.stats import Estimate, binary_report
+from medstream_training.stats import Estimate, binary_report
 
 TEST_FRACTION = 0.3
 

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from worker.promstats import (
+from medstream_tools.top.promstats import (
     Key,
     Snapshot,
     buckets_by,

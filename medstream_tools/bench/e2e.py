@@ -22,8 +22,8 @@ from typing import Self
 from prometheus_client.parser import text_string_to_metric_families
 
 import worker
-from bench import load, procstat, stats
-from bench.corpus import Message
+from medstream_tools.bench import load, procstat, stats
+from medstream_tools.bench.corpus import Message
 from worker.settings import Settings
 
 _STOP_TIMEOUT_S = 20.0

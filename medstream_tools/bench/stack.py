@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from worker.localstack import broker, triton
-from worker.localstack.stack import StackConfig, down, up
+from medstream_tools.localstack import broker, triton
+from medstream_tools.localstack.stack import StackConfig, down, up
 from worker.settings import Settings
 from worker.topics import create_topics
 

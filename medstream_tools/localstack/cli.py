@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from worker.localstack.broker import BROKERS
-from worker.localstack.process import StackError
-from worker.localstack.stack import StackConfig, down, status, up
+from medstream_tools.localstack.broker import BROKERS
+from medstream_tools.localstack.process import StackError
+from medstream_tools.localstack.stack import StackConfig, down, status, up
 from worker.settings import Settings
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from triton_models import SCAN_MODEL, VITALS_MODEL
-from triton_models.nets import ScanCNN, VitalsLSTM
+from medstream_training import SCAN_MODEL, VITALS_MODEL
+from medstream_training.nets import ScanCNN, VitalsLSTM
 from worker.preprocess.scan import IMAGE_SIZE
 from worker.preprocess.vitals import CHANNELS, WINDOW_LEN
 

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import torch
 
-from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
-from triton_models.export import export_scan, export_vitals
-from triton_models.nets import ScanCNN, VitalsLSTM
-from triton_models.training.images import load_image_set
-from triton_models.training.scan import ScanTrainConfig, train_scan
-from triton_models.training.vitals import VitalsTrainConfig, train_vitals
-from triton_models.training.vitals_data import train_test_sets
+from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
+from medstream_training.export import export_scan, export_vitals
+from medstream_training.nets import ScanCNN, VitalsLSTM
+from medstream_training.images import load_image_set
+from medstream_training.train_scan import ScanTrainConfig, train_scan
+from medstream_training.train_vitals import VitalsTrainConfig, train_vitals
+from medstream_training.vitals_data import train_test_sets
 
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "1"
-CHECKPOINTS = REPOSITORY / "checkpoints"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ This is the pattern a first streaming integration usually has (kafka-python cons
 synchronous client): poll one record, decode + preprocess it, infer it alone, publish one
 prediction, wait for the ack, commit its offset. Run as a subprocess by the benchmark:
 
-    python -m bench.naive --workload scans-ct512 --topic T --out-topic O --count N
+    python -m medstream_tools.bench.naive --workload scans-ct512 --topic T --out-topic O --count N
 
 It prints one JSON line: messages, seconds, msg/s and its own CPU time / peak RSS.
 """
@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from bench.workloads import Workload, workloads
+from medstream_tools.bench.workloads import Workload, workloads
 from worker.schemas import Prediction, encode_prediction
 from worker.settings import Settings
 
@@ -89,7 +89,7 @@ def run(workload: Workload, settings: Settings, topic: str, out_topic: str, coun
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the baseline subprocess."""
-    parser = argparse.ArgumentParser(prog="python -m bench.naive", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m medstream_tools.bench.naive", description=__doc__)
     parser.add_argument("--workload", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--out-topic", required=True)

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from triton_models import REPOSITORY, SCAN_MODEL, VITALS_MODEL
+from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch/onnxruntime threads")
     parser.add_argument("--repository", type=Path, default=REPOSITORY,
-                        help="Triton model repository (checkpoints in its checkpoints/)")
+                        help="Triton model repository to write")
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS,
+                        help="folder of trained weights (*.pt)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--scan-epochs", type=int, default=None)
     build.add_argument("--vitals-epochs", type=int, default=None)
     build.add_argument("--from-checkpoint", action="store_true",
-                       help="export triton_models/checkpoints/*.pt without training")
+                       help="export the checkpoints (--checkpoints) without training")
     build.set_defaults(func=_run_build)
 
     evaluate = sub.add_parser("evaluate", help="evaluate, benchmark and write the model card")
@@ -59,7 +61,7 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from triton_models.build import BuildOptions, build
+    from medstream_training.build import BuildOptions, build
 
     defaults = BuildOptions()
     opts = BuildOptions(
@@ -68,7 +70,7 @@ def _run_build(args: argparse.Namespace) -> int:
         vitals_epochs=args.vitals_epochs or defaults.vitals_epochs,
         from_checkpoint=args.from_checkpoint,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        repository=args.repository, checkpoints=args.repository / "checkpoints",
+        repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads,
     )
     for name, digest in build(opts).items():
@@ -77,14 +79,14 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from triton_models.evaluate import EvaluateOptions, evaluate
+    from medstream_training.evaluate import EvaluateOptions, evaluate
     from worker.settings import Settings
 
     url = None if args.no_triton else (args.triton_grpc_url or Settings().triton_grpc_url)
     card = evaluate(EvaluateOptions(
         dataset=args.dataset, classes=_classes(args.classes), seed=args.seed, folds=args.folds,
         scan_epochs=args.scan_epochs or EvaluateOptions.scan_epochs,
-        repository=args.repository, checkpoints=args.repository / "checkpoints",
+        repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads, triton_grpc_url=url,
     ))
     args.card.parent.mkdir(parents=True, exist_ok=True)

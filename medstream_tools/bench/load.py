@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.corpus import Message
+from medstream_tools.bench.corpus import Message
 
 _SEND_WINDOW = 2000  # outstanding sends before awaiting their acks
 

@@ -1,0 +1,1 @@
+"""`medstream demo`: the whole pipeline end to end on the local stack."""

@@ -1,0 +1,1 @@
+"""`medstream top`: a terminal view of the worker's /metrics."""
