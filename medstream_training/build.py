@@ -14,8 +14,8 @@ import torch
 
 from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
 from medstream_training.export import export_scan, export_vitals
-from medstream_training.nets import ScanCNN, VitalsLSTM
 from medstream_training.images import load_image_set
+from medstream_training.nets import ScanCNN, VitalsLSTM
 from medstream_training.train_scan import ScanTrainConfig, train_scan
 from medstream_training.train_vitals import VitalsTrainConfig, train_vitals
 from medstream_training.vitals_data import train_test_sets

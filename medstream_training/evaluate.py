@@ -18,11 +18,9 @@ import torch
 from tritonclient.utils import InferenceServerException
 
 from medstream_training import REPOSITORY, SCAN_MODEL, VITALS_MODEL
-from medstream_training.throughput import bench_local, bench_triton, onnx_session, timing_rows
 from medstream_training.build import CHECKPOINTS, load_scan, load_vitals
 from medstream_training.card import render_card
 from medstream_training.images import load_image_set
-from medstream_training.train_scan import ScanTrainConfig, cross_validate, eval_tensors, held_out
 from medstream_training.stats import (
     binary_report,
     calibration,
@@ -30,6 +28,8 @@ from medstream_training.stats import (
     regression_errors,
 )
 from medstream_training.tabular import run_baseline
+from medstream_training.throughput import bench_local, bench_triton, onnx_session, timing_rows
+from medstream_training.train_scan import ScanTrainConfig, cross_validate, eval_tensors, held_out
 from medstream_training.vitals_data import NEWS2_ALERT, news2_partial, train_test_sets
 from worker.preprocess.scan import IMAGE_SIZE
 from worker.preprocess.vitals import CHANNELS, NORM_CENTRE, WINDOW_LEN

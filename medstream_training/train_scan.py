@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medstream_training.nets import ScanCNN
 from medstream_training.augment import augmented_tensor, jitter
 from medstream_training.images import ImageSet
+from medstream_training.nets import ScanCNN
 from worker.preprocess.scan import pixels_to_tensor
 
 log = logging.getLogger(__name__)

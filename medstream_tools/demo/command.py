@@ -139,7 +139,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.quick:
             run_demo(settings)
             return 0
-        from medstream_tools.demo.pipeline import run_pipeline_demo  # the full path, through the worker
+        from medstream_tools.demo.pipeline import (
+            run_pipeline_demo,  # the full path, through the worker
+        )
 
         return run_pipeline_demo(settings)
     except StackError as exc:

@@ -7,11 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from medstream_training import REPOSITORY
+from medstream_training import REPOSITORY, augment
 from medstream_training.evaluate import read_config_parameters
 from medstream_training.export import export_scan, export_vitals, sha256_file
-from medstream_training.nets import ScanCNN, VitalsLSTM
-from medstream_training import augment
 from medstream_training.images import (
     ImageSet,
     load_folder,
@@ -19,6 +17,7 @@ from medstream_training.images import (
     patient_group,
     pneumonia_label,
 )
+from medstream_training.nets import ScanCNN, VitalsLSTM
 from medstream_training.train_scan import ScanTrainConfig, eval_tensors, group_folds, train_scan
 from medstream_training.vitals_data import news2_partial
 from worker.preprocess.scan import pixels_to_tensor

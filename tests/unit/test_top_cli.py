@@ -12,9 +12,9 @@ import pytest
 from observability_queries import TRITON_CAPTURE
 from prometheus_client import generate_latest
 
+from medstream_tools.top.command import frames
 from worker.cli import main
 from worker.metrics import Metrics
-from medstream_tools.top.command import frames
 
 
 @pytest.fixture
