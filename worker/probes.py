@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from worker.web import KAFKA, TRITON, Readiness, model_blocker
+from worker.readiness import KAFKA, TRITON, Readiness, model_blocker
 
 log = logging.getLogger(__name__)
 

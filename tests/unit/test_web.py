@@ -7,8 +7,8 @@ from pathlib import Path
 from worker.app import broker_urls, create_app
 from worker.inference.protocol import ModelInfo
 from worker.metrics import Metrics
+from worker.readiness import STARTING, Readiness
 from worker.settings import Settings
-from worker.web import STARTING, Readiness
 
 
 def test_readiness_follows_its_blockers_and_the_gauge() -> None:

@@ -12,8 +12,8 @@ from worker.app import create_app
 from worker.inference.protocol import ModelInfo
 from worker.metrics import Metrics
 from worker.probes import LagReporter, LoopMonitor, ReadinessProbe, lag, passes, start_offset
+from worker.readiness import STARTING, Readiness
 from worker.settings import Settings
-from worker.web import STARTING, Readiness
 
 
 class Switches:
