@@ -66,4 +66,4 @@ bench: install
 # checks no loss, flat RSS and no growing lag; writes the result into docs/reliability.md.
 .PHONY: soak
 soak: install
-	$(BIN)/python scripts/soak.py --minutes 10
+	$(BIN)/python -m medstream_tools.soak --minutes 10

@@ -1,8 +1,8 @@
 """Fixtures of the chaos suite: its own Tansu and Triton, which the scenarios kill at will.
 
-The services are started with the local-stack modules (`medstream_tools.localstack`) on the ports of
-chaos_stack.py and stopped at the end of the session. A stack that does not come up fails
-the session: never a skip.
+The services are started with the local-stack modules (`medstream_tools.localstack`) on the
+ports of medstream_tools/soak/stack.py (MEDSTREAM_CHAOS_*) and stopped at the end of the session.
+A stack that does not come up fails the session: never a skip.
 """
 
 from __future__ import annotations
@@ -10,27 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from chaos_stack import (
-    KAFKA_PORT,
-    STATE_DIR,
-    TRITON_PORT,
-    Scenario,
-    make_scenario,
-    model_repository,
-)
+from chaos_stack import STATE_DIR, Scenario, make_scenario, model_repository
 
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
+from medstream_tools.soak.stack import private_stack
 
 
 @pytest.fixture(scope="session")
 def chaos_stack() -> Iterator[StackConfig]:
     """Tansu (memory storage) + Triton on the chaos ports, stopped after the session."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    cfg = StackConfig(state_dir=STATE_DIR, broker_kind="tansu", kafka_host="127.0.0.1",
-                      kafka_port=KAFKA_PORT, triton_host="127.0.0.1", http_port=TRITON_PORT,
-                      grpc_port=TRITON_PORT + 1, metrics_port=TRITON_PORT + 2,
-                      model_repository=model_repository(STATE_DIR))
+    cfg = private_stack(STATE_DIR, model_repository(STATE_DIR))
     try:
         broker_up(cfg)
         triton_up(cfg)

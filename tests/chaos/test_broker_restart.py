@@ -20,15 +20,16 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from chaos_check import assert_no_loss, input_ids, report, settle, wait_for
-from chaos_load import SteadyLoad
 from chaos_stack import STATE_DIR, make_scenario
-from chaos_worker import WorkerProcess
 from kafka import KafkaAdminClient
 
 from medstream_tools.localstack import broker as local_broker
 from medstream_tools.localstack.process import Service, StackError, wait_until
 from medstream_tools.localstack.stack import StackConfig
+from medstream_tools.soak.accounting import assert_no_loss, input_ids, report, settle
+from medstream_tools.soak.load import SteadyLoad
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.soak.worker import WorkerProcess
 
 pytestmark = pytest.mark.chaos
 

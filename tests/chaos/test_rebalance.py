@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from chaos_check import assert_no_loss, report, settle, wait_for
-from chaos_load import SteadyLoad
-from chaos_worker import WorkerProcess
+
+from medstream_tools.soak.accounting import assert_no_loss, report, settle
+from medstream_tools.soak.load import SteadyLoad
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.soak.worker import WorkerProcess
 
 pytestmark = pytest.mark.chaos
 

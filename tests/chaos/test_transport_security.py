@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from chaos_check import assert_no_loss, report, settle
-from chaos_load import ScanFactory, poison_event, vitals_event
 from chaos_stack import KAFKA_PORT, STATE_DIR, TRITON_PORT, make_scenario
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
-from tls_proxy import TlsProxy
 
 from medstream_tools.localstack import broker as local_broker
 from medstream_tools.localstack import triton as local_triton
 from medstream_tools.localstack.process import Service, StackError, port_open, wait_until
 from medstream_tools.localstack.stack import StackConfig
+from medstream_tools.soak.accounting import assert_no_loss, report, settle
+from medstream_tools.soak.load import ScanFactory, poison_event, vitals_event
+from tests.support.tls_proxy import TlsProxy
 from worker.security import kafka_security
 
 pytestmark = pytest.mark.chaos

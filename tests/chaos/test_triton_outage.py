@@ -13,12 +13,13 @@ import signal
 import time
 
 import pytest
-from chaos_check import assert_no_loss, report, settle, wait_for
-from chaos_load import SteadyLoad
-from chaos_worker import http_get
 
 from medstream_tools.localstack import triton as local_triton
 from medstream_tools.localstack.stack import triton_up
+from medstream_tools.soak.accounting import assert_no_loss, report, settle
+from medstream_tools.soak.load import SteadyLoad
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.soak.worker import http_get
 from medstream_tools.top.promstats import sum_by
 
 pytestmark = pytest.mark.chaos

@@ -16,19 +16,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from observability_queries import (
-    ROOT,
-    TARGET_LABELS,
-    TRITON_GPU_SERIES,
-    dashboard_queries,
-    exposition_catalog,
-    parse,
-    rule_queries,
-    selectors,
-    triton_catalog,
-    worker_catalog,
-)
-from observability_support import (
+
+from medstream_tools.localstack import triton as local_triton
+from medstream_tools.localstack.stack import StackConfig, triton_up
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.top.promstats import parse_metrics, sum_by
+from tests.support.observability import (
     N_BAD_SCANS,
     N_BAD_VITALS,
     N_SCANS,
@@ -41,12 +34,19 @@ from observability_support import (
     running_worker,
     scrape,
     vitals_messages,
-    wait_for,
 )
-
-from medstream_tools.localstack import triton as local_triton
-from medstream_tools.localstack.stack import StackConfig, triton_up
-from medstream_tools.top.promstats import parse_metrics, sum_by
+from tests.support.observability_queries import (
+    ROOT,
+    TARGET_LABELS,
+    TRITON_GPU_SERIES,
+    dashboard_queries,
+    exposition_catalog,
+    parse,
+    rule_queries,
+    selectors,
+    triton_catalog,
+    worker_catalog,
+)
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

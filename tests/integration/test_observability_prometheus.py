@@ -19,7 +19,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from observability_queries import (
+
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.soak.worker import http_get as get
+from tests.support.observability import (
+    N_SCANS,
+    N_VITALS,
+    WorkerRun,
+    predictions_by_kind,
+    running_worker,
+    scan_messages,
+    vitals_messages,
+)
+from tests.support.observability_queries import (
     RULES,
     TRITON_GPU_SERIES,
     dashboard_queries,
@@ -27,19 +39,7 @@ from observability_queries import (
     prometheus_binary,
     selectors,
 )
-from observability_support import (
-    N_SCANS,
-    N_VITALS,
-    WorkerRun,
-    get,
-    predictions_by_kind,
-    running_worker,
-    scan_messages,
-    vitals_messages,
-    wait_for,
-)
-from worker_harness import free_port
-
+from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

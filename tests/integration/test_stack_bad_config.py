@@ -15,28 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_ports
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND_S = 120  # generous upper bound: failing must never mean hanging
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 class LocalStack:
     """Runs `medstream local ...` against one private state dir and port set."""
 
     def __init__(self, state_dir: Path, repo: Path) -> None:
-        kafka, http, grpc, metrics = _free_ports(4)
+        kafka, http, grpc, metrics = free_ports(4)
         self.ports = {"kafka": kafka, "http": http, "grpc": grpc, "metrics": metrics}
         self.base = [
             "--state-dir", str(state_dir), "--model-repository", str(repo),

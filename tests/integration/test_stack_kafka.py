@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from medstream_tools.localstack.broker import LOCAL_SESSION_TIMEOUT_MS
+from tests.support.ports import free_port
 from worker.settings import Settings
 from worker.topics import create_topics, topic_specs
 
@@ -83,12 +83,6 @@ def test_kafka_python_round_trip_in_a_consumer_group(settings, topic_factory) ->
     assert received == sent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_faust_agent_in_to_out(settings: Settings, topic_factory, tmp_path: Path) -> None:
     source, sink = topic_factory("faust-in", partitions=2), topic_factory("faust-out")
     app = faust.App(
@@ -96,7 +90,7 @@ async def test_faust_agent_in_to_out(settings: Settings, topic_factory, tmp_path
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_session_timeout=LOCAL_SESSION_TIMEOUT_MS / 1000,
         web_host="127.0.0.1",
-        web_port=_free_port(),
+        web_port=free_port(),
         datadir=str(tmp_path / "faust-data"),
         topic_partitions=1,
         key_serializer="raw",

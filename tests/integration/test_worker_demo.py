@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from worker_harness import free_port
 
 from medstream_tools.demo.pipeline import run_pipeline_demo
+from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

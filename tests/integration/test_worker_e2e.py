@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from worker_harness import Topics, WorkerProcess, collect, dicom_scans, keys, publish, vitals_window
 
+from tests.support.harness import Topics, collect, dicom_scans, keys, publish, vitals_window
+from tests.support.harness import TopicsWorker as WorkerProcess
 from worker.preprocess.vitals import CHANNELS
 from worker.settings import Settings
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from worker_harness import (
+
+from tests.support.harness import (
     MAX_SCAN_BYTES,
     Topics,
-    WorkerProcess,
     collect,
     dicom_scans,
     keys,
     publish,
     vitals_window,
 )
-
+from tests.support.harness import TopicsWorker as WorkerProcess
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

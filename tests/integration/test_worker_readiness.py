@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 from kafka.admin import NewTopic
-from worker_harness import Topics, WorkerProcess, free_port, private_triton, wait_for
 
 from medstream_tools.localstack import broker, triton
 from medstream_tools.localstack.stack import StackConfig, broker_up, triton_up
+from tests.support.harness import Topics
+from tests.support.harness import TopicsWorker as WorkerProcess
+from tests.support.harness import wait_for_worker as wait_for
+from tests.support.ports import free_port
+from tests.support.stack import private_triton
 from worker.settings import Settings
 from worker.topics import create_topics
 

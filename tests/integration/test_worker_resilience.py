@@ -9,20 +9,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from worker_harness import (
-    Topics,
-    WorkerProcess,
-    collect,
-    keys,
-    private_triton,
-    producer,
-    publish,
-    vitals_window,
-    wait_for,
-)
 
 from medstream_tools.localstack import triton
 from medstream_tools.localstack.stack import triton_up
+from tests.support.harness import Topics, collect, keys, producer, publish, vitals_window
+from tests.support.harness import TopicsWorker as WorkerProcess
+from tests.support.harness import wait_for_worker as wait_for
+from tests.support.stack import private_triton
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

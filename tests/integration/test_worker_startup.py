@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from worker_harness import ROOT, Topics, WorkerProcess, free_port
 
+from medstream_tools.soak.worker import ROOT
+from tests.support.harness import Topics
+from tests.support.harness import TopicsWorker as WorkerProcess
+from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from worker_harness import free_port
 
+from tests.support.ports import free_port
 from worker.agents.scans import scan_model_spec
 from worker.agents.vitals import vitals_model_spec
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fake_backend import FakeBackend, toy_kind
 
+from tests.support.fake_backend import FakeBackend, toy_kind
 from worker.agents.common import BatchServer, record_of, serve_stream
 from worker.metrics import Metrics
 

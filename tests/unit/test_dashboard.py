@@ -13,7 +13,8 @@ from collections import Counter
 
 import pytest
 import yaml
-from observability_queries import (
+
+from tests.support.observability_queries import (
     ROOT,
     dashboard,
     dashboard_panels,

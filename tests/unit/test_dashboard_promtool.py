@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import subprocess
 
-import observability_queries
 import pytest
-from observability_queries import ROOT, prometheus_binary
+
+from tests.support import observability_queries
+from tests.support.observability_queries import ROOT, prometheus_binary
 
 PROM_DIR = ROOT / "deploy/prometheus"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_backend import FakeBackend
 from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
+from tests.support.fake_backend import FakeBackend
 from worker.agents.scans import scan_model_spec
 from worker.agents.vitals import vitals_model_spec
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fake_backend import POISON_VALUE, FakeBackend
-from fake_backend import toy_kind as kind
 from pydicom.data import get_testdata_file
 
+from tests.support.fake_backend import POISON_VALUE, FakeBackend
+from tests.support.fake_backend import toy_kind as kind
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
 from worker.errors import RetryableInference

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from observability_queries import TRITON_CAPTURE
 from prometheus_client import generate_latest
 
 from medstream_tools.top.command import frames
+from tests.support.observability_queries import TRITON_CAPTURE
 from worker.cli import main
 from worker.metrics import Metrics
 

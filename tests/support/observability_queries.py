@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from producers.metrics import ProducerMetrics
 from worker.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy/grafana/dashboards/medstream.json"
 RULES = ROOT / "deploy/prometheus/rules.yml"
 TRITON_CAPTURE = ROOT / "tests/unit/data/triton-2.51-metrics.txt"

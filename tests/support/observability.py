@@ -7,47 +7,25 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from kafka import KafkaConsumer
-from kafka.admin import NewTopic
-from worker_harness import Topics, WorkerProcess, dicom_scans, publish, vitals_window
-
+from medstream_tools.soak.accounting import read_topic
+from medstream_tools.soak.waiting import wait_for
+from medstream_tools.soak.worker import http_get
 from medstream_tools.top.promstats import parse_metrics
+from tests.support.harness import Topics, TopicsWorker, dicom_scans, publish, vitals_window
+from tests.support.stack import unique_topic
 from worker.settings import Settings
-from worker.topics import create_topics
 
 N_VITALS, N_SCANS, N_BAD_VITALS, N_BAD_SCANS = 150, 40, 3, 2
 
 
-def wait_for(what: str, check: Callable[[], object], timeout_s: float = 120.0) -> object:
-    """Poll `check` until it returns something truthy; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-def get(url: str) -> tuple[int, bytes]:
-    """(status, body) of a GET; HTTP errors are answers, not exceptions."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def scrape(url: str) -> str:
-    status, body = get(url)
+    status, body = http_get(url)
     assert status == 200, url
     return body.decode()
 
@@ -70,7 +48,7 @@ class WorkerRun:
     """One worker on its own topics, and how many messages of each kind were sent to it."""
 
     settings: Settings
-    process: WorkerProcess
+    process: TopicsWorker
     sent: dict[str, int] = field(default_factory=lambda: {"scan": 0, "vitals": 0})
 
     @property
@@ -90,29 +68,7 @@ class WorkerRun:
         return parse_metrics(scrape(self.url + "/metrics"), time.monotonic()).samples
 
     def read(self, topic: str) -> list:
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-            consumer_timeout_ms=3000,
-        )
-        try:
-            return list(consumer)
-        finally:
-            consumer.close()
-
-
-def _topic(settings: Settings) -> Callable[..., str]:
-    def create(prefix: str, partitions: int = 1, configs: dict | None = None) -> str:
-        name = f"obs-{prefix}-{uuid.uuid4().hex[:10]}"
-        create_topics(
-            settings.kafka_bootstrap, [NewTopic(name, partitions, 1, topic_configs=configs)]
-        )
-        return name
-
-    return create
+        return read_topic(self.settings.kafka_bootstrap, topic, idle_ms=3000)
 
 
 @contextmanager
@@ -121,7 +77,10 @@ def running_worker(settings: Settings, state: Path, web_port: int = 0) -> Iterat
     (so that take(max, within) fills batches): N_VITALS windows + N_BAD_VITALS bad JSON,
     N_SCANS DICOM files + N_BAD_SCANS garbage. Web port `web_port` (0: a free one).
     Stopped (SIGTERM) on exit."""
-    process = WorkerProcess(settings, Topics.create(_topic(settings)), state)
+    def topic(prefix: str, partitions: int = 1, configs: dict | None = None) -> str:
+        return unique_topic(settings, f"obs-{prefix}", partitions, configs)
+
+    process = TopicsWorker(settings, Topics.create(topic), state)
     if web_port:
         process.web_port = web_port
     run = WorkerRun(settings, process)
@@ -165,4 +124,4 @@ def metrics_when(run: WorkerRun, what: str, predicate: Callable[[dict], bool]) -
 
 
 def ready_status(run: WorkerRun) -> tuple[int, bytes]:
-    return get(run.url + "/ready")
+    return http_get(run.url + "/ready")

@@ -13,7 +13,6 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -146,13 +145,3 @@ def assert_no_loss(counts: Counts) -> None:
     assert counts.conflicting == 0, f"{counts.conflicting} duplicates differ from the first copy"
     assert counts.predictions > 0 and counts.dead_letters > 0
 
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120.0,
-             every_s: float = 0.5) -> Any:
-    """Poll `check` until truthy; AssertionError naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

@@ -1,8 +1,8 @@
 """`make soak`: a bounded soak run - steady load on a private stack, RSS and lag sampled.
 
-Starts the chaos suite's private Tansu + Triton (tests/chaos/chaos_stack.py ports, MEDSTREAM_CHAOS_*),
-one worker on fresh topics and the chaos suite's steady load (real DICOMs + vital windows + a
-few poison messages) for `--minutes`. Every `--every` seconds it samples the worker's RSS, its
+Starts a private Tansu + Triton (medstream_tools/soak/stack.py: the chaos suite's ports,
+MEDSTREAM_CHAOS_*), one worker on fresh topics and the chaos suite's steady load (real DICOMs +
+vital windows + a few poison messages) for `--minutes`. Every `--every` seconds it samples the worker's RSS, its
 consumer lag (medstream_consumer_lag) and what it consumed. At the end it checks that every
 input has a prediction or a dead letter, fits the RSS and lag trends over the second half of
 the run, prints the verdict and writes it between the soak markers of docs/reliability.md.
@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "chaos")]
-
-from chaos_check import settle
-from chaos_load import SteadyLoad
-from chaos_stack import KAFKA_PORT, STATE_DIR, TRITON_PORT, make_scenario, model_repository
-
-from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
+from medstream_tools.localstack.stack import broker_up, down, triton_up
+from medstream_tools.soak.accounting import settle
+from medstream_tools.soak.load import SteadyLoad
+from medstream_tools.soak.stack import STATE_DIR, WEB_PORT, private_stack, run_environment
+from medstream_tools.soak.worker import ROOT, WorkerProcess
 from medstream_tools.top.promstats import sum_by
 
 DOC = ROOT / "docs" / "reliability.md"
@@ -43,20 +39,17 @@ def slope_per_s(times: list[float], values: list[float]) -> float:
 
 def run(minutes: float, every_s: float, vitals_per_s: float, scans_per_s: float) -> dict:
     """The soak itself; returns the figures for the report."""
-    cfg = StackConfig(state_dir=STATE_DIR, broker_kind="tansu", kafka_host="127.0.0.1",
-                      kafka_port=KAFKA_PORT, triton_host="127.0.0.1", http_port=TRITON_PORT,
-                      grpc_port=TRITON_PORT + 1, metrics_port=TRITON_PORT + 2,
-                      model_repository=model_repository(STATE_DIR))
+    cfg = private_stack()
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     broker_up(cfg)
     triton_up(cfg)
-    sc = make_scenario("soak", f"127.0.0.1:{cfg.kafka_port}", cfg)
-    worker = sc.worker().start()
+    settings, env = run_environment("soak", cfg)
+    worker = WorkerProcess("soak-w0", env, WEB_PORT, STATE_DIR / settings.app_id).start()
     samples: list[tuple[float, float, float, float]] = []
     try:
         worker.wait_ready()
-        load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                          sc.settings.topic_vitals, vitals_per_s, scans_per_s).start()
+        load = SteadyLoad(settings.kafka_bootstrap, settings.topic_scans, settings.topic_vitals,
+                          vitals_per_s, scans_per_s).start()
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < minutes * 60:
@@ -69,7 +62,8 @@ def run(minutes: float, every_s: float, vitals_per_s: float, scans_per_s: float)
                       f"consumed={consumed:7.0f}", flush=True)
         finally:
             inputs = load.stop()
-        counts = settle("soak", sc.settings.kafka_bootstrap, sc.outputs, inputs, timeout_s=300)
+        outputs = (settings.topic_predictions, settings.topic_deadletter)
+        counts = settle("soak", settings.kafka_bootstrap, outputs, inputs, timeout_s=300)
     finally:
         worker.stop()
         down(cfg)
