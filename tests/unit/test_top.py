@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client import generate_latest
 
-from medstream_tools.top.command import compute_frame, render
+from medstream_tools.top.frame import compute_frame
 from medstream_tools.top.promstats import (
     Snapshot,
     buckets_by,
@@ -16,6 +16,7 @@ from medstream_tools.top.promstats import (
     parse_metrics,
     sum_by,
 )
+from medstream_tools.top.render import render
 from worker.metrics import Metrics
 
 TRITON_TEXT = """\
