@@ -14,8 +14,8 @@ import numpy as np
 import pydicom
 
 from medstream_tools.bench import corpus
+from worker.contracts import decode_vitals
 from worker.preprocess import dicom_to_tensor, window_to_tensor
-from worker.schemas import decode_vitals
 
 
 def decode_scan(value: bytes) -> tuple[str, np.ndarray]:

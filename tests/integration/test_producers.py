@@ -27,7 +27,7 @@ from kafka.admin import NewTopic
 from pydicom.data import get_testdata_file
 
 from medstream_tools.localstack import broker
-from worker.schemas import decode_scan_envelope, decode_vitals
+from worker.contracts import decode_scan_envelope, decode_vitals
 from worker.settings import Settings
 from worker.topics import create_topics
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from worker_harness import Topics, WorkerProcess, collect, dicom_scans, keys, publish, vitals_window
 
-from worker.preprocess.vitals import CHANNELS
+from worker.contracts import CHANNELS
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

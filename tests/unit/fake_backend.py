@@ -8,10 +8,10 @@ from datetime import datetime
 
 import numpy as np
 
+from worker.contracts import InputRecord, Prediction
 from worker.errors import PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.pipeline import Kind
-from worker.schemas import InputRecord, Prediction
 
 POISON_VALUE = -999.0  # a row whose first element is this is rejected like INVALID_ARGUMENT
 

@@ -40,10 +40,10 @@ from pydicom.uid import (
 
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
+from worker.contracts import check_size
 from worker.errors import PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.preprocess.scan import MAX_DECODED_BYTES
-from worker.schemas import check_size
 from worker.settings import Settings
 
 settings.register_profile("ci", max_examples=120, derandomize=True, deadline=None,

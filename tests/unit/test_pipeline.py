@@ -14,12 +14,12 @@ from pydicom.data import get_testdata_file
 
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
+from worker.contracts import InputRecord
 from worker.errors import RetryableInference
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, RetryingBackend
 from worker.metrics import Metrics
 from worker.pipeline import run_batch
-from worker.schemas import InputRecord
 from worker.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -17,8 +17,8 @@ from producers.deid.pseudonym import Pseudonymizer
 from producers.progress import Progress, Tally
 from producers.scan_events import build_scan_event
 from producers.scan_sources import iter_inputs
+from worker.contracts import decode_scan_envelope
 from worker.errors import PoisonMessage
-from worker.schemas import decode_scan_envelope
 
 KEY = b"unit-test-key-0123456789"
 CT = Path(get_testdata_file("CT_small.dcm"))

@@ -13,8 +13,8 @@ from producers.produce_vitals import deidentify_window, interleaved
 from producers.vitals_sim import simulate
 from producers.vitals_sources import heart_rate_grid, mitbih_series, read_csv
 from producers.vitals_windows import Series, encode_window, event_id, to_grid, windows
-from worker.preprocess.vitals import CHANNELS, window_to_tensor
-from worker.schemas import decode_vitals
+from worker.contracts import CHANNELS, decode_vitals
+from worker.preprocess.vitals import window_to_tensor
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,9 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from worker.errors import PoisonMessage
-from worker.scan_input import ClaimCheckPolicy, dicom_event_time, load_scan, resolve_uri
-from worker.schemas import (
+from worker.contracts import (
     InputRecord,
     Prediction,
     check_size,
@@ -20,6 +18,8 @@ from worker.schemas import (
     decode_vitals,
     encode_prediction,
 )
+from worker.errors import PoisonMessage
+from worker.scan_input import ClaimCheckPolicy, dicom_event_time, load_scan, resolve_uri
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
