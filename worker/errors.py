@@ -35,7 +35,7 @@ class DeadLetterReason(StrEnum):
 
     ALL_MISSING = "all_missing", (VITALS,), "every value of the vital-sign window is missing"
     BURNED_IN_ANNOTATION = ("burned_in_annotation", (PRODUCERS,),
-                            "the image may show patient text burned into its pixels")
+                            "the instance declares burned-in annotation (BurnedInAnnotation=YES)")
     DECODE_ERROR = "decode_error", _BOTH, "a decoder failed unexpectedly on this input (a bug)"
     DICOM_DECODE = ("dicom_decode", (SCAN, PRODUCERS),
                     "not a readable DICOM Part-10 file, or no SOPInstanceUID")

@@ -27,7 +27,7 @@ from kafka.admin import NewTopic
 from pydicom.data import get_testdata_file
 
 from medstream_tools.localstack import broker
-from worker.contracts import decode_scan_envelope, decode_vitals
+from worker.contracts import SCAN_SCHEMA, decode_scan_envelope, decode_vitals
 from worker.settings import Settings
 from worker.topics import create_topics
 
@@ -205,7 +205,7 @@ def test_produce_scans_sends_large_files_by_claim_check(
     assert result.returncode == 0, result.stderr
     (record,) = _consume(settings, topic, 1)
     envelope = decode_scan_envelope(record.value)
-    assert json.loads(record.value)["schema"] == "medstream.scan/v1"
+    assert json.loads(record.value)["schema"] == SCAN_SCHEMA
     stored = Path(envelope.uri.removeprefix("file://"))
     assert stored.parent == (tmp_path / "store").resolve()
     _assert_deidentified(stored.read_bytes())
