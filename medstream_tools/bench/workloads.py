@@ -1,7 +1,7 @@
 """What is benchmarked: one workload per model and input size class.
 
 A workload knows its model and input tensor, how to make unique messages, and how to turn a
-message into a model input with the worker's own decoding (worker.schemas, worker.preprocess).
+message into a model input with the worker's own decoding (worker.contracts, worker.preprocess).
 """
 
 from __future__ import annotations

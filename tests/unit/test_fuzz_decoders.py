@@ -1,7 +1,7 @@
 """Hostile input against the worker's decoders (hypothesis): 1,500+ generated malformed inputs.
 
 Every input goes through what the worker runs per record - the size check, then the kind's
-`prepare` (worker.schemas decoders + worker.preprocess) - and must end either as a
+`prepare` (worker.contracts decoders + worker.preprocess) - and must end either as a
 PoisonMessage with a reason slug or, for a mutation that happens to stay valid, as a
 well-formed finite tensor. Nothing else may escape (the pipeline would still dead-letter it,
 as "decode_error", but that means a decoder bug). Each case is bounded in time (a hang guard,
