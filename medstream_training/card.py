@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from medstream_training.vitals_data import HORIZON, NEWS2_ALERT
-from worker.preprocess.vitals import CHANNELS
+from worker.contracts import CHANNELS
 
 _UNITS = {"hr": "bpm", "spo2": "%", "rr": "/min", "sbp": "mmHg", "dbp": "mmHg", "temp": "°C"}
 

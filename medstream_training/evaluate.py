@@ -31,8 +31,9 @@ from medstream_training.tabular import run_baseline
 from medstream_training.throughput import bench_local, bench_triton, onnx_session, timing_rows
 from medstream_training.train_scan import ScanTrainConfig, cross_validate, eval_tensors, held_out
 from medstream_training.vitals_data import NEWS2_ALERT, news2_partial, train_test_sets
+from worker.contracts import CHANNELS
 from worker.preprocess.scan import IMAGE_SIZE
-from worker.preprocess.vitals import CHANNELS, NORM_CENTRE, WINDOW_LEN
+from worker.preprocess.vitals import NORM_CENTRE, WINDOW_LEN
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ import torch
 
 from medstream_training import SCAN_MODEL, VITALS_MODEL
 from medstream_training.nets import ScanCNN, VitalsLSTM
+from worker.contracts import CHANNELS
 from worker.preprocess.scan import IMAGE_SIZE
-from worker.preprocess.vitals import CHANNELS, WINDOW_LEN
+from worker.preprocess.vitals import WINDOW_LEN
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from worker.preprocess.vitals import CHANNELS, NORM_CENTRE, NORM_SCALE
+from worker.contracts import CHANNELS
+from worker.preprocess.vitals import NORM_CENTRE, NORM_SCALE
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

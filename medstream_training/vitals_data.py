@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, filtfilt, find_peaks
 
-from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
+from worker.contracts import CHANNELS
+from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
 
 ECG_FS = 360.0
 HR_FS = 2.0

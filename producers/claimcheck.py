@@ -1,18 +1,17 @@
 """Claim-check for scans larger than the broker's message limit.
 
 The DICOM file is written to a store folder (atomically, named by its event id) and a small
-JSON envelope `medstream.scan/v1` pointing at it travels on the `scans` topic instead.
+JSON envelope (`worker.contracts.ScanEnvelope`) pointing at it travels on the `scans` topic instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
 
-SCHEMA = "medstream.scan/v1"
+from worker.contracts import ScanEnvelope, encode_scan_envelope
 
 
 class ClaimCheckStore:
@@ -56,17 +55,15 @@ def envelope(
     modality: str,
 ) -> bytes:
     """The JSON envelope published in place of a claim-checked file (deterministic bytes)."""
-    body = {
-        "schema": SCHEMA,
-        "event_id": event_id,
-        "uri": uri,
-        "content_type": "application/dicom",
-        "size_bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "study_uid": study_uid,
-        "series_uid": series_uid,
-        "sop_uid": sop_uid,
-        "patient_id": patient_id,
-        "modality": modality,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return encode_scan_envelope(ScanEnvelope(
+        event_id=event_id,
+        uri=uri,
+        patient_id=patient_id,
+        content_type="application/dicom",
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        modality=modality,
+    ))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from producers.hl7_parse import Observation, slot_of
 from producers.vitals_windows import Row, Window, empty_row
-from worker.preprocess.vitals import CHANNELS
+from worker.contracts import CHANNELS
 
 
 class PatientWindows:

@@ -17,7 +17,7 @@ from producers.claimcheck import ClaimCheckStore, envelope
 from producers.deid.dicom import BurnedInAnnotation, deidentify
 from producers.deid.pseudonym import Pseudonymizer
 from producers.publisher import Headers
-from worker.errors import PoisonMessage
+from worker.errors import DeadLetterReason, PoisonMessage
 
 _ENVELOPE_HEADROOM = 4096  # keys and headers travel next to the value
 
@@ -38,12 +38,12 @@ def read_dicom(data: bytes) -> Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as exc:
-        raise PoisonMessage("not_dicom", "not a DICOM Part-10 file (no DICM preamble)") from exc
+        raise PoisonMessage(DeadLetterReason.NOT_DICOM, "not a DICOM Part-10 file (no DICM preamble)") from exc
     except Exception as exc:  # pydicom raises many types on truncated/corrupt files
-        raise PoisonMessage("dicom_decode", f"corrupt DICOM: {type(exc).__name__}: {exc}") from exc
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"corrupt DICOM: {type(exc).__name__}: {exc}") from exc
     for keyword in ("StudyInstanceUID", "SOPInstanceUID"):
         if not str(ds.get(keyword, "") or "").strip():
-            raise PoisonMessage("missing_uid", f"DICOM file has no {keyword}")
+            raise PoisonMessage(DeadLetterReason.MISSING_UID, f"DICOM file has no {keyword}")
     _check_pixels(ds)
     return ds
 
@@ -51,7 +51,7 @@ def read_dicom(data: bytes) -> Dataset:
 def _check_pixels(ds: Dataset) -> None:
     """Pixel data present and, for native transfer syntaxes, long enough for the dimensions."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise PoisonMessage("no_pixel_data", "DICOM file has no pixel data")
+        raise PoisonMessage(DeadLetterReason.NO_PIXEL_DATA, "DICOM file has no pixel data")
     if "PixelData" not in ds or ds.file_meta.get("TransferSyntaxUID") is None:
         return
     if ds.file_meta.TransferSyntaxUID.is_compressed:
@@ -65,10 +65,9 @@ def _check_pixels(ds: Dataset) -> None:
             * int(ds.BitsAllocated)
         ) // 8
     except (AttributeError, TypeError, ValueError) as exc:
-        raise PoisonMessage("dicom_decode", f"image pixel module incomplete: {exc}") from exc
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"image pixel module incomplete: {exc}") from exc
     if len(ds.PixelData or b"") < expected:
-        raise PoisonMessage(
-            "truncated_pixel_data",
+        raise PoisonMessage(DeadLetterReason.TRUNCATED_PIXEL_DATA,
             f"pixel data is {len(ds.PixelData or b'')} bytes, dimensions need {expected}",
         )
 
@@ -97,7 +96,7 @@ def build_scan_event(
         try:
             ds = deidentify(ds, pseudonyms)
         except BurnedInAnnotation as exc:
-            raise PoisonMessage("burned_in_annotation", str(exc)) from exc
+            raise PoisonMessage(DeadLetterReason.BURNED_IN_ANNOTATION, str(exc)) from exc
         data = encode(ds)
     study_uid, sop_uid = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
     headers: Headers = [("event-id", sop_uid.encode())]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from producers.vitals_windows import Row, Series, channel_row, clean, to_grid
-from worker.preprocess.vitals import CHANNELS
+from worker.contracts import CHANNELS
 
 log = logging.getLogger(__name__)
 

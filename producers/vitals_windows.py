@@ -1,4 +1,4 @@
-"""Pure windowing of vital-sign series into medstream.vitals/v1 messages.
+"""Pure windowing of vital-sign series into vitals messages (`worker.contracts.VitalsWindow`).
 
 A `Series` is one patient/device on a regular time grid (`start`, `interval_s`) with rows in
 `CHANNELS` order; None marks a missing sample. Windows never invent values: a grid slot that
@@ -8,16 +8,12 @@ received no sample stays None.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from worker.preprocess.vitals import CHANNELS
-
-SCHEMA = "medstream.vitals/v1"
-Row = list[float | None]
+from worker.contracts import CHANNELS, Row, VitalsWindow, encode_vitals, iso
 
 
 @dataclass(frozen=True)
@@ -94,18 +90,12 @@ def windows(series: Series, length: int, hop: int) -> Iterator[Window]:
         )
 
 
-def iso_utc(moment: datetime) -> str:
-    """UTC ISO-8601 with a Z suffix (millisecond precision)."""
-    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
 def event_id(window: Window) -> str:
     """Deterministic id: the same patient, device, start, interval and length give the same id."""
     parts = (
         window.patient_id,
         window.device_id,
-        iso_utc(window.start),
+        iso(window.start),
         repr(window.interval_s),
         str(len(window.values)),
     )
@@ -113,18 +103,15 @@ def event_id(window: Window) -> str:
 
 
 def encode_window(window: Window, event: str | None = None) -> bytes:
-    """The medstream.vitals/v1 JSON message of a window (DESIGN.md)."""
-    body = {
-        "schema": SCHEMA,
-        "event_id": event or event_id(window),
-        "patient_id": window.patient_id,
-        "device_id": window.device_id,
-        "start": iso_utc(window.start),
-        "interval_s": window.interval_s,
-        "channels": list(CHANNELS),
-        "values": [[_round(v) for v in row] for row in window.values],
-    }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """The vitals message of a window; values rounded to 3 decimals."""
+    return encode_vitals(VitalsWindow(
+        event_id=event or event_id(window),
+        patient_id=window.patient_id,
+        device_id=window.device_id,
+        start=window.start,
+        interval_s=window.interval_s,
+        values=[[_round(v) for v in row] for row in window.values],
+    ))
 
 
 def _round(value: float | None) -> float | None:

@@ -1,7 +1,7 @@
 """Prometheus metrics of the worker, built against an injected registry (base units).
 
-Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = the
-PoisonMessage reason slug, `code` = gRPC status name. Never a patient or event identifier.
+Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = a
+`DeadLetterReason` value, `code` = gRPC status name. Never a patient or event identifier.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.errors import reasons_for
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -83,10 +85,12 @@ class Metrics:
 
     def preinitialise(self, served: Iterable[tuple[str, str]]) -> None:
         """Export every series of each served (kind, model) at zero from start-up, so that
-        rate() sees the first increment and the breaker and in-flight panels have data.
-        Dead letters are left out: 18 reason slugs x 2 kinds of mostly impossible pairs."""
+        rate() sees the first increment and the breaker and in-flight panels have data; that
+        includes a dead-letter series for every reason the kind can produce."""
         for kind, model in served:
             self.messages_consumed.labels(kind)
+            for reason in reasons_for(kind):
+                self.deadletters.labels(kind, reason.value)
             self.predictions.labels(kind, model)
             self.end_to_end_seconds.labels(kind)
             self.batch_size.labels(model)

@@ -22,11 +22,11 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from worker.errors import PoisonMessage
+from worker.contracts import InputRecord, Prediction, check_size
+from worker.errors import DeadLetterReason, PoisonMessage
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.protocol import InferenceBackend, ModelInfo
 from worker.metrics import Metrics
-from worker.schemas import InputRecord, Prediction, check_size
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _prepare_one(kind: Kind[Any], value: bytes) -> tuple[Any, np.ndarray]:
         where = f"{Path(frame.filename).name}:{frame.lineno}"
         log.warning("unexpected %s at %s while decoding a %s event", type(exc).__name__, where,
                     kind.name)
-        raise PoisonMessage("decode_error", f"unexpected {type(exc).__name__} at {where}") from exc
+        raise PoisonMessage(DeadLetterReason.DECODE_ERROR, f"unexpected {type(exc).__name__} at {where}") from exc
 
 
 async def _prepare_all(kind: Kind[Any], records: Sequence[InputRecord],

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from worker.errors import ConfigurationError, PoisonMessage
+from worker.contracts import CHANNELS, InputRecord, Prediction, ScanMeta, VitalsWindow
+from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
-from worker.preprocess.vitals import CHANNELS
-from worker.schemas import InputRecord, Prediction, ScanMeta, VitalsWindow
 
 DIGITS = 6
 
@@ -19,7 +18,7 @@ DIGITS = 6
 def _finite(values: np.ndarray, name: str) -> list[float]:
     flat = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
     if not all(math.isfinite(v) for v in flat):
-        raise PoisonMessage("inference_non_finite", f"model output {name!r} is NaN/inf for this input")
+        raise PoisonMessage(DeadLetterReason.INFERENCE_NON_FINITE, f"model output {name!r} is NaN/inf for this input")
     return [round(v, DIGITS) for v in flat]
 
 

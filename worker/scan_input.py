@@ -18,15 +18,15 @@ import pydicom
 import pydicom.config
 from pydicom.valuerep import DA, DT, TM
 
-from worker.errors import PoisonMessage
-from worker.preprocess.scan import dicom_to_tensor
-from worker.schemas import (
+from worker.contracts import (
     ScanEnvelope,
     ScanMeta,
     decode_scan_envelope,
     is_dicom,
     looks_like_json,
 )
+from worker.errors import DeadLetterReason, PoisonMessage
+from worker.preprocess.scan import dicom_to_tensor
 
 
 def quiet_pydicom() -> None:
@@ -43,20 +43,20 @@ class ClaimCheckPolicy:
 
 
 def resolve_uri(uri: str, policy: ClaimCheckPolicy) -> Path:
-    """The local file a claim-check `uri` names; PoisonMessage("uri_refused") when not allowed."""
+    """The local file a claim-check `uri` names; PoisonMessage(DeadLetterReason.URI_REFUSED) when not allowed."""
     parsed = urlparse(uri)
     if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
         raw = unquote(parsed.path)
     elif parsed.scheme == "" and not parsed.netloc:
         raw = uri
     else:
-        raise PoisonMessage("uri_refused", f"claim-check scheme {parsed.scheme!r} is not supported")
+        raise PoisonMessage(DeadLetterReason.URI_REFUSED, f"claim-check scheme {parsed.scheme!r} is not supported")
     if policy.root is None:
-        raise PoisonMessage("uri_refused", "claim-check URIs are disabled (MEDSTREAM_SCAN_URI_ROOT unset)")
+        raise PoisonMessage(DeadLetterReason.URI_REFUSED, "claim-check URIs are disabled (MEDSTREAM_SCAN_URI_ROOT unset)")
     root = policy.root.resolve()
     path = (root / raw).resolve()  # an absolute `raw` replaces root; relative ones sit below it
     if not path.is_relative_to(root):
-        raise PoisonMessage("uri_refused", "claim-check path lies outside the allowed root")
+        raise PoisonMessage(DeadLetterReason.URI_REFUSED, "claim-check path lies outside the allowed root")
     return path
 
 
@@ -65,25 +65,25 @@ def read_claim_check(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise PoisonMessage("oversize", f"claim-check file of {size} bytes exceeds {max_bytes}")
+            raise PoisonMessage(DeadLetterReason.OVERSIZE, f"claim-check file of {size} bytes exceeds {max_bytes}")
         return path.read_bytes()
     except OSError as exc:
-        raise PoisonMessage("uri_unreadable", f"claim-check file unreadable: {type(exc).__name__}") from exc
+        raise PoisonMessage(DeadLetterReason.URI_UNREADABLE, f"claim-check file unreadable: {type(exc).__name__}") from exc
 
 
 def read_dicom(data: bytes) -> pydicom.Dataset:
-    """Parse a DICOM Part-10 file; PoisonMessage("dicom_decode") when it cannot be read."""
+    """Parse a DICOM Part-10 file; PoisonMessage(DeadLetterReason.DICOM_DECODE) when it cannot be read."""
     if not is_dicom(data):
-        raise PoisonMessage("dicom_decode", "no DICOM Part-10 preamble ('DICM' at byte 128)")
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, "no DICOM Part-10 preamble ('DICM' at byte 128)")
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         for _element in ds:  # convert every element now: a corrupt VR raises here, not later
             pass
         sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
     except Exception as exc:  # pydicom raises many types on corrupt input
-        raise PoisonMessage("dicom_decode", f"cannot parse DICOM: {type(exc).__name__}") from exc
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"cannot parse DICOM: {type(exc).__name__}") from exc
     if not sop_uid:
-        raise PoisonMessage("dicom_decode", "DICOM dataset has no SOPInstanceUID")
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, "DICOM dataset has no SOPInstanceUID")
     return ds
 
 
@@ -135,6 +135,6 @@ def load_scan(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanMeta, np.ndar
         envelope = decode_scan_envelope(value)
         data = read_claim_check(resolve_uri(envelope.uri, policy), policy.max_bytes)
     else:
-        raise PoisonMessage("format", "neither a DICOM Part-10 file nor a JSON envelope")
+        raise PoisonMessage(DeadLetterReason.FORMAT, "neither a DICOM Part-10 file nor a JSON envelope")
     ds = read_dicom(data)
     return scan_meta(ds, envelope), dicom_to_tensor(ds)

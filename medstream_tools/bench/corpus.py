@@ -8,7 +8,6 @@ the real pixel payload and real decode cost.
 from __future__ import annotations
 
 import io
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,13 +19,14 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
+from worker.contracts import CHANNELS, Row, VitalsWindow, encode_vitals
+
 # size class -> pydicom test file
 SCAN_FILES: dict[str, str] = {
     "ct128": "CT_small.dcm",  # 128 x 128 CT, 39 KB
     "ct512": "693_UNCR.dcm",  # 512 x 512 CT, 0.5 MB (pydicom-data)
     "cr2k": "RG1_UNCR.dcm",  # 1955 x 1841 CR radiograph, 7.2 MB (pydicom-data)
 }
-VITALS_CHANNELS = ("hr", "spo2", "rr", "sbp", "dbp", "temp")
 _VITALS_MEAN = np.array([78.0, 97.0, 16.0, 122.0, 76.0, 36.9])
 _VITALS_SD = np.array([6.0, 1.2, 2.5, 9.0, 6.0, 0.25])
 _UID_DIGITS = 38
@@ -89,9 +89,9 @@ def scan_messages(size_class: str, count: int, *, one_study: bool = False) -> li
     return out
 
 
-def vitals_window(rng: np.random.Generator, rows: int = 60) -> list[list[float | None]]:
+def vitals_window(rng: np.random.Generator, rows: int = 60) -> list[Row]:
     """A plausible adult vital-sign window (random walk around normal values, ~2% missing)."""
-    walk = np.cumsum(rng.normal(0.0, 0.15, size=(rows, len(VITALS_CHANNELS))), axis=0)
+    walk = np.cumsum(rng.normal(0.0, 0.15, size=(rows, len(CHANNELS))), axis=0)
     values = _VITALS_MEAN + _VITALS_SD * (walk + rng.normal(0.0, 0.3, size=walk.shape))
     missing = rng.random(values.shape) < 0.02
     return [
@@ -108,17 +108,9 @@ def vitals_message(
     end = end or datetime.now(UTC)
     start = end - timedelta(seconds=interval_s * (len(values) - 1))
     patient = f"bench-patient-{rng.integers(0, 64)}"
-    body = {
-        "schema": "medstream.vitals/v1",
-        "event_id": event_id,
-        "patient_id": patient,
-        "device_id": "bench-monitor",
-        "start": start.isoformat().replace("+00:00", "Z"),
-        "interval_s": interval_s,
-        "channels": list(VITALS_CHANNELS),
-        "values": values,
-    }
-    return Message(event_id=event_id, key=patient.encode(), value=json.dumps(body).encode())
+    window = VitalsWindow(event_id=event_id, patient_id=patient, device_id="bench-monitor",
+                          start=start, interval_s=interval_s, values=values)
+    return Message(event_id=event_id, key=patient.encode(), value=encode_vitals(window))
 
 
 def vitals_messages(prefix: str, count: int, seed: int = 0) -> list[Message]:

@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from medstream_tools.bench.workloads import Workload, workloads
-from worker.schemas import Prediction, encode_prediction
+from worker.contracts import Prediction, encode_prediction
 from worker.settings import Settings
 
 

@@ -1,7 +1,7 @@
 """What is benchmarked: one workload per model and input size class.
 
 A workload knows its model and input tensor, how to make unique messages, and how to turn a
-message into a model input with the worker's own decoding (worker.schemas, worker.preprocess).
+message into a model input with the worker's own decoding (worker.contracts, worker.preprocess).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pydicom
 
 from medstream_tools.bench import corpus
+from worker.contracts import decode_vitals
 from worker.preprocess import dicom_to_tensor, window_to_tensor
-from worker.schemas import decode_vitals
 
 
 def decode_scan(value: bytes) -> tuple[str, np.ndarray]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import sys
 import uuid
@@ -23,36 +22,14 @@ import tritonclient.grpc as grpcclient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydicom.data import get_testdata_file
 
+from medstream_tools.demo.pipeline import run_pipeline_demo
+from medstream_tools.demo.samples import DEMO_PATIENT, SAMPLE_SCANS, demo_vitals, heart_rate_window
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, up
+from worker.contracts import CHANNELS, decode_vitals
 from worker.preprocess.scan import dicom_to_tensor
-from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
+from worker.preprocess.vitals import window_to_tensor
 from worker.settings import Settings
-
-SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm")
-ECG_HZ = 360  # MIT-BIH sampling rate
-HR_AVERAGE_S = 8  # heart-rate averaging window, seconds
-
-
-def heart_rate_window(seconds: int = WINDOW_LEN) -> list[list[float | None]]:
-    """One row per second: heart rate of the MIT-BIH 208 ECG, as a monitor shows it.
-
-    R peaks from scipy's peak finder; each second's rate is 60 / mean R-R interval of the beats
-    in the last `HR_AVERAGE_S` seconds (this record is full of PVCs, so single intervals jump).
-    Other channels are missing (None).
-    """
-    from scipy.misc import electrocardiogram  # scipy<1.12 ships the record in its wheel
-    from scipy.signal import find_peaks
-
-    peaks, _ = find_peaks(electrocardiogram(), distance=int(0.25 * ECG_HZ), prominence=0.5)
-    beat_times = peaks[1:] / ECG_HZ
-    intervals = np.diff(peaks) / ECG_HZ
-    rows: list[list[float | None]] = []
-    for second in range(seconds):
-        recent = intervals[(beat_times > second + 1 - HR_AVERAGE_S) & (beat_times <= second + 1)]
-        hr = float(60.0 / recent.mean()) if recent.size else None
-        rows.append([hr] + [None] * (len(CHANNELS) - 1))
-    return rows
 
 
 def _round_trip(settings: Settings, topic: str, key: bytes, value: bytes) -> bytes:
@@ -107,16 +84,12 @@ def run_demo(settings: Settings) -> None:
     print(f"vitals -> {settings.vitals_model}:")
     values = heart_rate_window()
     start = datetime.now(UTC) - timedelta(seconds=len(values))
-    event = {"schema": "medstream.vitals/v1", "event_id": str(uuid.uuid4()),
-             "patient_id": "demo-patient", "device_id": "demo-monitor",
-             "start": start.isoformat(timespec="seconds").replace("+00:00", "Z"),
-             "interval_s": 1.0, "channels": list(CHANNELS), "values": values}
-    back = json.loads(_round_trip(settings, settings.topic_vitals, b"demo-patient",
-                                  json.dumps(event).encode()))
+    event = demo_vitals(str(uuid.uuid4()), start, values)
+    back = decode_vitals(_round_trip(settings, settings.topic_vitals, DEMO_PATIENT.encode(), event))
     out = _infer(client, settings.vitals_model, "window",
-                 window_to_tensor(back["values"])[None], ["risk", "forecast"])
+                 window_to_tensor(back.values)[None], ["risk", "forecast"])
     forecast = ", ".join(f"{c}={v:.1f}" for c, v in zip(CHANNELS, out["forecast"][0]))
-    hr = [v[0] for v in back["values"] if v[0] is not None]
+    hr = [v[0] for v in back.values if v[0] is not None]
     print(f"  MIT-BIH 208, mean HR {np.mean(hr):.0f} bpm over {len(hr)} s: "
           f"risk={out['risk'][0][0]:.3f}; next step: {forecast}")
     client.close()
@@ -139,11 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.quick:
             run_demo(settings)
             return 0
-        from medstream_tools.demo.pipeline import (
-            run_pipeline_demo,  # the full path, through the worker
-        )
-
-        return run_pipeline_demo(settings)
+        return run_pipeline_demo(settings)  # the full path, through the worker
     except StackError as exc:
         print(f"medstream demo: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,6 @@ With the local stack up (medstream_tools.demo.command does that):
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -29,8 +28,9 @@ import pydicom
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from medstream_tools.demo.command import SAMPLE_SCANS, heart_rate_window
+from medstream_tools.demo.samples import DEMO_PATIENT, SAMPLE_SCANS, demo_vitals, heart_rate_window
 from medstream_tools.localstack.process import StackError
+from worker.contracts import decode_prediction
 from worker.preprocess.vitals import WINDOW_LEN
 from worker.settings import Settings
 from worker.topics import create_topics
@@ -44,16 +44,13 @@ RESULT_TIMEOUT_S = 120.0
 
 def vitals_windows(step_s: int = 30) -> list[tuple[str, bytes]]:
     """Sliding 60-s windows over the record (heart rate only; other channels missing)."""
-    rates = [row[0] for row in heart_rate_window(ECG_SECONDS)]
+    rows = heart_rate_window(ECG_SECONDS)
     start0 = datetime.now(UTC) - timedelta(seconds=ECG_SECONDS)
     out = []
     for offset in range(0, ECG_SECONDS - WINDOW_LEN + 1, step_s):
-        body = {"schema": "medstream.vitals/v1", "event_id": f"mitbih208-{offset:03d}s",
-                "patient_id": "demo-patient", "device_id": "demo-monitor",
-                "start": (start0 + timedelta(seconds=offset)).isoformat(timespec="seconds"),
-                "interval_s": 1.0, "channels": ["hr"],
-                "values": [[hr] for hr in rates[offset:offset + WINDOW_LEN]]}
-        out.append((body["event_id"], json.dumps(body).encode()))
+        event_id = f"mitbih208-{offset:03d}s"
+        out.append((event_id, demo_vitals(event_id, start0 + timedelta(seconds=offset),
+                                          rows[offset:offset + WINDOW_LEN])))
     return out
 
 
@@ -109,7 +106,7 @@ def publish(settings: Settings, topics: dict[str, str], names: dict[str, str]) -
     for name, data in scans:
         names[str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)] = name
     messages = [(topics["scans"], name.encode(), data) for name, data in scans]
-    messages += [(topics["vitals"], b"demo-patient", data) for _, data in windows]
+    messages += [(topics["vitals"], DEMO_PATIENT.encode(), data) for _, data in windows]
     messages.append((topics["vitals"], b"demo-truncated", windows[0][1][:80]))
     for fut in [producer.send(topic, key=key, value=value) for topic, key, value in messages]:
         fut.get(timeout=30)
@@ -122,13 +119,13 @@ def describe(topic: str, topics: dict[str, str], key: bytes | None, value: bytes
     """(kind, event, result, latency ms) for one output record."""
     if topic == topics["deadletter"]:
         return "dead", (key or b"-").decode(errors="replace"), headers.get("error.type", b"?").decode(), None
-    p = json.loads(value)
-    out = p["outputs"]
-    if p["kind"] == "scan":
+    p = decode_prediction(value)
+    out = p.outputs
+    if p.kind == "scan":
         result = f"{out['label']} {out['score']:.3f}"
     else:
         result = f"risk {out['risk']:.3f}  next hr {out['forecast']['hr']:.1f}"
-    return p["kind"], names.get(p["event_id"], p["event_id"])[-28:], result, float(p["latency_ms"])
+    return p.kind, names.get(p.event_id, p.event_id)[-28:], result, p.latency_ms
 
 
 def watch(settings: Settings, topics: dict[str, str], total: int,

@@ -9,7 +9,6 @@ only once the broker acknowledged it.
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 import uuid
@@ -22,7 +21,8 @@ from kafka import KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-CHANNELS = ["hr", "spo2", "rr", "sbp", "dbp", "temp"]
+from worker.contracts import VitalsWindow, encode_vitals
+
 SCAN_FILES = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm")
 POISON_EVERY = 40  # one message in POISON_EVERY is bad on purpose
 
@@ -34,12 +34,10 @@ def vitals_event(rng: np.random.Generator, patient: int) -> tuple[str, bytes, by
     rows: list[list[float | None]] = values.tolist()
     for r, c in zip(rng.integers(0, 60, 5), rng.integers(0, 6, 5)):
         rows[int(r)][int(c)] = None
-    body = {
-        "schema": "medstream.vitals/v1", "event_id": event_id, "patient_id": f"pseudo-{patient}",
-        "device_id": f"monitor-{patient}", "interval_s": 1.0, "channels": CHANNELS, "values": rows,
-        "start": (datetime.now(UTC) - timedelta(seconds=60)).isoformat().replace("+00:00", "Z"),
-    }
-    return event_id, f"pseudo-{patient}".encode(), json.dumps(body).encode()
+    window = VitalsWindow(event_id=event_id, patient_id=f"pseudo-{patient}",
+                          device_id=f"monitor-{patient}", interval_s=1.0, values=rows,
+                          start=datetime.now(UTC) - timedelta(seconds=60))
+    return event_id, f"pseudo-{patient}".encode(), encode_vitals(window)
 
 
 class ScanFactory:
@@ -69,7 +67,7 @@ def poison_event(kind: str, scans: ScanFactory, rng: np.random.Generator) -> tup
     if kind == "scan":
         value = scans.truncated() if rng.random() < 0.5 else b"\x00not a DICOM file"
     else:
-        value = b'{"schema": "medstream.vitals/v1", "values": [[' if rng.random() < 0.5 else b"\xff\xfe"
+        value = vitals_event(rng, 0)[2][:40] if rng.random() < 0.5 else b"\xff\xfe"
     return event_id, event_id.encode(), value
 
 

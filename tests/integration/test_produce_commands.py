@@ -21,7 +21,7 @@ from tests.support.producers import (
     consume,
     run_medstream,
 )
-from worker.schemas import decode_scan_envelope, decode_vitals
+from worker.contracts import SCAN_SCHEMA, decode_scan_envelope, decode_vitals
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_produce_scans_sends_large_files_by_claim_check(
     assert result.returncode == 0, result.stderr
     (record,) = consume(settings, topic, 1)
     envelope = decode_scan_envelope(record.value)
-    assert json.loads(record.value)["schema"] == "medstream.scan/v1"
+    assert json.loads(record.value)["schema"] == SCAN_SCHEMA
     stored = Path(envelope.uri.removeprefix("file://"))
     assert stored.parent == (tmp_path / "store").resolve()
     assert_deidentified(stored.read_bytes())

@@ -29,7 +29,7 @@ from tests.support.producers import (
     terminate,
     wait_until_up,
 )
-from worker.schemas import decode_vitals
+from worker.contracts import decode_vitals
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from medstream_tools.demo.command import SAMPLE_SCANS, run_demo
+from medstream_tools.demo.command import run_demo
+from medstream_tools.demo.samples import SAMPLE_SCANS
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.harness import Topics, collect, dicom_scans, keys, publish, vitals_window
 from tests.support.harness import TopicsWorker as WorkerProcess
-from worker.preprocess.vitals import CHANNELS
+from worker.contracts import CHANNELS, PREDICTION_SCHEMA, ScanEnvelope, encode_scan_envelope
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,9 @@ def test_scans_and_vital_windows_become_predictions(settings: Settings, topic_fa
         scans = dicom_scans(6)
         (claim_uid, claim_bytes), = dicom_scans(1, patient="pseudo-claim")
         (claims / "big.dcm").write_bytes(claim_bytes)
-        envelope = {"schema": "medstream.scan/v1", "event_id": "claim-1", "uri": "big.dcm"}
+        envelope = encode_scan_envelope(ScanEnvelope("claim-1", "big.dcm"))
         publish(settings, topics.scans, [(b"study-1", data) for _, data in scans]
-                + [(b"study-2", json.dumps(envelope).encode())])
+                + [(b"study-2", envelope)])
         windows = {f"v-{i}": vitals_window(f"v-{i}", rows=30 + i, seed=i) for i in range(20)}
         publish(settings, topics.vitals, [(f"pseudo-{i}".encode(), w) for i, w in enumerate(windows.values())])
 
@@ -41,7 +41,7 @@ def test_scans_and_vital_windows_become_predictions(settings: Settings, topic_fa
 
         for uid, _ in scans:
             p = predictions[uid.encode()]
-            assert (p["schema"], p["kind"], p["model"]) == ("medstream.prediction/v1", "scan", "scan_cnn")
+            assert (p["schema"], p["kind"], p["model"]) == (PREDICTION_SCHEMA, "scan", "scan_cnn")
             assert p["event_id"] == p["sop_uid"] == uid and p["patient_id"] == "pseudo-scan"
             assert p["model_version"].startswith("1")
             probs = p["outputs"]["probabilities"]

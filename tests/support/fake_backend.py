@@ -8,10 +8,10 @@ from datetime import datetime
 
 import numpy as np
 
-from worker.errors import PoisonMessage
+from worker.contracts import InputRecord, Prediction
+from worker.errors import DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.pipeline import Kind
-from worker.schemas import InputRecord, Prediction
 
 POISON_VALUE = -999.0  # a row whose first element is this is rejected like INVALID_ARGUMENT
 
@@ -40,7 +40,7 @@ class FakeBackend:
                 raise self.failures.pop(0)
             flat = batch.reshape(len(batch), -1)
             if (flat[:, 0] == POISON_VALUE).any():
-                raise PoisonMessage("inference_invalid_argument", "rejected by the fake")
+                raise PoisonMessage(DeadLetterReason.INFERENCE_INVALID_ARGUMENT, "rejected by the fake")
             mean = flat.mean(axis=1, dtype=np.float64)
             if model == "vitals_lstm":
                 risk = (1 / (1 + np.exp(-mean)))[:, None].astype(np.float32)
@@ -64,7 +64,7 @@ def prepare(value: bytes) -> tuple[str, np.ndarray]:
         event_id, number = value.decode().split(":")
         return event_id, np.full((2, 2), float(number), np.float32)
     except ValueError as exc:
-        raise PoisonMessage("json_decode", "not id:number") from exc
+        raise PoisonMessage(DeadLetterReason.JSON_DECODE, "not id:number") from exc
 
 
 def build(meta: str, outputs: dict, record: InputRecord, model: ModelInfo, now: datetime) -> Prediction:

@@ -25,6 +25,7 @@ from pydicom.uid import generate_uid
 
 from medstream_tools.soak.worker import WorkerProcess
 from tests.support.ports import free_port
+from worker.contracts import VitalsWindow, encode_vitals
 from worker.settings import Settings
 
 MAX_SCAN_BYTES = 2 * 1024 * 1024
@@ -144,11 +145,10 @@ def vitals_window(event_id: str, rows: int = 60, seed: int = 0, **overrides: Any
     base = np.array([80, 97, 16, 120, 75, 37.0])
     values = (base + rng.normal(0, 1, (rows, 6)) * np.array([5, 1, 2, 8, 5, 0.2])).round(1).tolist()
     values[rows // 2][1] = None
-    body = {"schema": "medstream.vitals/v1", "event_id": event_id, "patient_id": f"pseudo-{seed}",
-            "device_id": "monitor-1", "start": datetime.now(UTC).isoformat(), "interval_s": 1.0,
-            "channels": ["hr", "spo2", "rr", "sbp", "dbp", "temp"], "values": values}
-    body.update(overrides)
-    return json.dumps(body).encode()
+    value = encode_vitals(VitalsWindow(event_id=event_id, patient_id=f"pseudo-{seed}",
+                                       device_id="monitor-1", start=datetime.now(UTC),
+                                       interval_s=1.0, values=values))
+    return json.dumps({**json.loads(value), **overrides}).encode() if overrides else value
 
 
 def wait_for_worker(worker: WorkerProcess, what: str, check: Callable[[], Any],

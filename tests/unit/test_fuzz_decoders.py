@@ -1,7 +1,7 @@
 """Hostile input against the worker's decoders (hypothesis): 1,500+ generated malformed inputs.
 
 Every input goes through what the worker runs per record - the size check, then the kind's
-`prepare` (worker.schemas decoders + worker.preprocess) - and must end either as a
+`prepare` (worker.contracts decoders + worker.preprocess) - and must end either as a
 PoisonMessage with a reason slug or, for a mutation that happens to stay valid, as a
 well-formed finite tensor. Nothing else may escape (the pipeline would still dead-letter it,
 as "decode_error", but that means a decoder bug). Each case is bounded in time (a hang guard,
@@ -21,6 +21,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,16 @@ from pydicom.uid import (
 
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
+from worker.contracts import (
+    ScanEnvelope,
+    VitalsWindow,
+    check_size,
+    encode_scan_envelope,
+    encode_vitals,
+)
 from worker.errors import PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.preprocess.scan import MAX_DECODED_BYTES
-from worker.schemas import check_size
 from worker.settings import Settings
 
 settings.register_profile("ci", max_examples=120, derandomize=True, deadline=None,
@@ -209,10 +216,9 @@ FIELDS = ("schema", "event_id", "patient_id", "device_id", "start", "interval_s"
 
 
 def good_window() -> dict:
-    return {"schema": "medstream.vitals/v1", "event_id": "e-1", "patient_id": "p-1",
-            "device_id": "d-1", "start": "2026-01-01T00:00:00Z", "interval_s": 1.0,
-            "channels": ["hr", "spo2", "rr", "sbp", "dbp", "temp"],
-            "values": [[80, 97, 16, 120, 75, 37.0]] * 60}
+    window = VitalsWindow("e-1", "p-1", "d-1", datetime(2026, 1, 1, tzinfo=UTC), 1.0,
+                          [[80, 97, 16, 120, 75, 37.0]] * 60)
+    return json.loads(encode_vitals(window))
 
 
 @given(st.dictionaries(st.sampled_from(FIELDS), JSON_ANY, min_size=1, max_size=4))
@@ -223,8 +229,8 @@ def test_vitals_with_wrong_types_are_poison(wrong: dict) -> None:
     hostile(VITALS, value, expect_poison=_wrong_type(wrong))
 
 
-FIELD_TYPES = {"schema": str, "event_id": str, "patient_id": str, "device_id": str,
-               "start": str, "interval_s": (int, float), "channels": list, "values": list}
+FIELD_TYPES = {**dict.fromkeys(FIELDS[:5], str),  # schema, ids, start
+               "interval_s": (int, float), "channels": list, "values": list}
 
 
 def _wrong_type(wrong: dict) -> bool:
@@ -257,7 +263,7 @@ def test_invalid_utf8_in_json_is_poison(junk: bytes) -> None:
     head = json.dumps(good_window()).encode()[:-1]
     value = head + b', "device_id": "' + b"\xff\xfe" + junk + b'"}'
     assert hostile(VITALS, value, expect_poison=True) in ("json_decode", "schema")
-    envelope = b'{"schema": "medstream.scan/v1", "event_id": "\xc3\x28' + junk + b'", "uri": "x"}'
+    envelope = encode_scan_envelope(ScanEnvelope("@", "x")).replace(b'"@"', b'"\xc3\x28' + junk + b'"')
     hostile(SCAN, envelope, expect_poison=True)
 
 

@@ -10,7 +10,7 @@ from tritonclient.utils import InferenceServerException
 from tests.support.fake_backend import FakeBackend
 from worker.agents.scans import scan_model_spec
 from worker.agents.vitals import vitals_model_spec
-from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
+from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, RetryableInference
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import check_model, classify_error
@@ -81,7 +81,7 @@ async def test_retryable_errors_are_retried_until_success_with_breaker() -> None
 
 
 async def test_poison_passes_through_without_retry() -> None:
-    fake = FakeBackend(failures=[PoisonMessage("inference_invalid_argument", "bad")])
+    fake = FakeBackend(failures=[PoisonMessage(DeadLetterReason.INFERENCE_INVALID_ARGUMENT, "bad")])
     metrics = Metrics.create()
     backend = RetryingBackend(fake, backoff=Backoff(0.1, 1.0), threshold=3, metrics=metrics,
                               sleep=Sleeps())

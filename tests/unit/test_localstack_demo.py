@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from medstream_tools.demo.command import heart_rate_window
-from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
+from medstream_tools.demo.samples import heart_rate_window
+from worker.contracts import CHANNELS
+from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
 
 
 def test_heart_rate_window_is_a_valid_model_input() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +14,12 @@ from tests.support.fake_backend import POISON_VALUE, FakeBackend
 from tests.support.fake_backend import toy_kind as kind
 from worker.agents.scans import scan_kind
 from worker.agents.vitals import vitals_kind
+from worker.contracts import InputRecord, VitalsWindow, encode_vitals
 from worker.errors import RetryableInference
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, RetryingBackend
 from worker.metrics import Metrics
 from worker.pipeline import run_batch
-from worker.schemas import InputRecord
 from worker.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -91,11 +91,10 @@ async def test_real_kinds_decode_in_a_thread_pool() -> None:
     assert list(preds) == [0] and dead == {1: "format", 2: "dicom_decode"}
     assert result.predictions[0][1].outputs["label"] in {"normal", "pneumonia"}
 
-    good = {"schema": "medstream.vitals/v1", "event_id": "w", "patient_id": "p", "device_id": "d",
-            "start": "2026-01-01T00:00:00Z", "interval_s": 1, "channels": ["hr"], "values": [[80]]}
-    nan = {**good, "event_id": "n", "values": [[None]] * 5}
+    good = VitalsWindow("w", "p", "d", datetime(2026, 1, 1, tzinfo=UTC), 1.0, [[80.0] + [None] * 5])
+    nan = replace(good, event_id="n", values=[[None] * 6] * 5)
     vitals = vitals_kind(settings, ModelInfo("vitals_lstm", "1", 64))
-    result = await run_batch(records(json.dumps(good).encode(), json.dumps(nan).encode()),
+    result = await run_batch(records(encode_vitals(good), encode_vitals(nan)),
                              FakeBackend(), Metrics.create(), vitals)
     preds, dead = outcome(result)
     assert preds == {0: "w"} and dead == {1: "all_missing"}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from worker.contracts import InputRecord, ScanMeta, VitalsWindow
 from worker.errors import ConfigurationError, PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.postprocess import (
@@ -16,7 +17,6 @@ from worker.postprocess import (
     vitals_outputs,
     vitals_prediction,
 )
-from worker.schemas import InputRecord, ScanMeta, VitalsWindow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RECORD = InputRecord("t", 0, 5, b"k", b"v", T0.timestamp() - 0.25)

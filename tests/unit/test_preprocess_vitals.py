@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from worker.contracts import CHANNELS
 from worker.errors import PoisonMessage
 from worker.preprocess.vitals import (
-    CHANNELS,
     NORM_CENTRE,
     NORM_CLIP,
     WINDOW_LEN,

@@ -17,8 +17,8 @@ from producers.deid.pseudonym import Pseudonymizer
 from producers.progress import Progress, Tally
 from producers.scan_events import build_scan_event
 from producers.scan_sources import iter_inputs
+from worker.contracts import SCAN_SCHEMA, decode_scan_envelope
 from worker.errors import PoisonMessage
-from worker.schemas import decode_scan_envelope
 
 KEY = b"unit-test-key-0123456789"
 CT = Path(get_testdata_file("CT_small.dcm"))
@@ -61,7 +61,7 @@ def test_large_scan_goes_by_claim_check(tmp_path: Path) -> None:
     body = json.loads(event.value)
     envelope = decode_scan_envelope(event.value)  # the worker's own decoder accepts it
     stored = Path(envelope.uri.removeprefix("file://"))
-    assert body["schema"] == "medstream.scan/v1" and envelope.event_id == event.event_id
+    assert body["schema"] == SCAN_SCHEMA and envelope.event_id == event.event_id
     assert stored.parent == (tmp_path / "store").resolve()
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == body["sha256"]
     assert pydicom.dcmread(stored).PatientID == body["patient_id"] != pydicom.dcmread(CT).PatientID

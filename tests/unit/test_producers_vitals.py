@@ -13,8 +13,8 @@ from producers.produce_vitals import deidentify_window, interleaved
 from producers.vitals_sim import simulate
 from producers.vitals_sources import heart_rate_grid, mitbih_series, read_csv
 from producers.vitals_windows import Series, encode_window, event_id, to_grid, windows
-from worker.preprocess.vitals import CHANNELS, window_to_tensor
-from worker.schemas import decode_vitals
+from worker.contracts import CHANNELS, VITALS_SCHEMA, decode_vitals
+from worker.preprocess.vitals import window_to_tensor
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def test_grid_keeps_gaps_as_missing_and_never_invents() -> None:
 def test_message_matches_the_contract_and_the_worker_decoder() -> None:
     window = next(windows(_series(60), 60, 30))
     body = json.loads(encode_window(window))
-    assert body["schema"] == "medstream.vitals/v1" and body["channels"] == list(CHANNELS)
+    assert body["schema"] == VITALS_SCHEMA and body["channels"] == list(CHANNELS)
     assert body["start"] == "2026-01-01T00:00:00.000Z" and body["interval_s"] == 1.0
     decoded = decode_vitals(encode_window(window))
     assert decoded.event_id == event_id(window) and decoded.values[5][0] == 5.0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from worker.app import create_app
+from worker.errors import reasons_for
 from worker.inference.protocol import ModelInfo
 from worker.metrics import Metrics
 from worker.probes import LagReporter, LoopMonitor, ReadinessProbe, lag, passes, start_offset
@@ -194,7 +195,9 @@ def test_create_app_exports_each_kind_and_model_from_start_up(tmp_path: Path) ->
         assert value("medstream_inflight_requests", {"model": model}) == 0
         assert value("medstream_circuit_open", {"model": model}) == 0
     assert value("medstream_ready") == 0  # starting
-    assert not list(metrics.deadletters.collect()[0].samples)
+    dead = {(s.labels["kind"], s.labels["reason"]): s.value
+            for s in metrics.deadletters.collect()[0].samples if s.name.endswith("_total")}
+    assert dead == {(k, r.value): 0 for k in ("scan", "vitals") for r in reasons_for(k)}
 
 
 class RacingConsumer(FakeConsumer):

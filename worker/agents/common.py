@@ -19,11 +19,11 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
+from worker.contracts import InputRecord, Prediction, deadletter_headers, encode_prediction
 from worker.errors import PoisonMessage
 from worker.inference.protocol import InferenceBackend
 from worker.metrics import Metrics
 from worker.pipeline import Kind, run_batch
-from worker.schemas import InputRecord, Prediction, deadletter_headers, encode_prediction
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class BatchServer:
         if dead_letters:
             log.warning("%d of %d %s events dead-lettered: %s", len(dead_letters),
                      len(predictions) + len(dead_letters), kind,
-                     sorted({e.reason for _, e in dead_letters}))
+                     sorted({e.reason.value for _, e in dead_letters}))
 
 
 def _seconds(start: datetime, end: datetime) -> float:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 
+from worker.contracts import ScanMeta
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
 from worker.pipeline import Kind
 from worker.postprocess import scan_prediction
 from worker.preprocess.scan import IMAGE_SIZE
 from worker.scan_input import ClaimCheckPolicy, load_scan
-from worker.schemas import ScanMeta
 from worker.settings import Settings
 
 INPUT = "image"

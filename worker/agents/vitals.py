@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from worker.contracts import CHANNELS, VitalsWindow, decode_vitals
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
 from worker.pipeline import Kind
 from worker.postprocess import vitals_prediction
-from worker.preprocess.vitals import CHANNELS, WINDOW_LEN, window_to_tensor
-from worker.schemas import VitalsWindow, decode_vitals
+from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
 from worker.settings import Settings
 
 INPUT = "window"

@@ -17,7 +17,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
+from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
 from worker.metrics import Metrics
 
@@ -37,7 +37,7 @@ def classify_error(exc: Exception) -> Exception:
     if isinstance(exc, InferenceServerException):
         code = status_code(exc)
         if code in POISON_CODES:
-            return PoisonMessage("inference_invalid_argument", f"Triton rejected the input: {exc.message()}"[:300])
+            return PoisonMessage(DeadLetterReason.INFERENCE_INVALID_ARGUMENT, f"Triton rejected the input: {exc.message()}"[:300])
         if code is not None:
             return RetryableInference(code, str(exc.message())[:300])
         return exc

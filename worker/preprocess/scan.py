@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
-from worker.errors import PoisonMessage
+from worker.errors import DeadLetterReason, PoisonMessage
 
 IMAGE_SIZE = 128
 """Side of the square model input; the CNN input is float32 [1, IMAGE_SIZE, IMAGE_SIZE]."""
@@ -68,19 +68,19 @@ def pixels_to_tensor(
     """
     image = to_luminance(np.asarray(pixels))
     if image.ndim != 2:
-        raise PoisonMessage("shape", f"expected a 2-D image, got shape {image.shape}")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"expected a 2-D image, got shape {image.shape}")
     if min(image.shape) < 2:
-        raise PoisonMessage("shape", f"image too small: {image.shape}")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"image too small: {image.shape}")
     if not np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_:
-        raise PoisonMessage("pixel_decode", f"pixel dtype {image.dtype} is not numeric")
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"pixel dtype {image.dtype} is not numeric")
     # min/max propagate NaN and show +/-inf, so they double as the finiteness check
     lowest, highest = float(image.min()), float(image.max())
     if not (np.isfinite(lowest) and np.isfinite(highest)):
-        raise PoisonMessage("non_finite", "image contains NaN or infinite pixel values")
+        raise PoisonMessage(DeadLetterReason.NON_FINITE, "image contains NaN or infinite pixel values")
     if window is not None:
         centre, width = float(window[0]), float(window[1])
         if not (np.isfinite(centre) and np.isfinite(width)) or width <= 0:
-            raise PoisonMessage("window", f"invalid window centre={centre} width={width}")
+            raise PoisonMessage(DeadLetterReason.WINDOW, f"invalid window centre={centre} width={width}")
         low = centre - width / 2.0
     else:
         low, width = lowest, highest - lowest
@@ -121,22 +121,22 @@ def decoded_bytes(ds: pydicom.Dataset) -> int:
             ("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1))]
         bits = int(ds.get("BitsAllocated", 8) or 8)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise PoisonMessage("pixel_decode", f"malformed image dimensions: {type(exc).__name__}") from exc
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"malformed image dimensions: {type(exc).__name__}") from exc
     if min(dims) < 1 or bits < 1:
-        raise PoisonMessage("shape", f"invalid image dimensions {dims} x {bits} bits")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"invalid image dimensions {dims} x {bits} bits")
     return int(np.prod(dims, dtype=object)) * ((bits + 7) // 8)
 
 
 def _decode(ds: pydicom.Dataset, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     if not any(element in ds for element in _PIXEL_ELEMENTS):
-        raise PoisonMessage("no_pixel_data", "DICOM dataset has no pixel data")
+        raise PoisonMessage(DeadLetterReason.NO_PIXEL_DATA, "DICOM dataset has no pixel data")
     size = decoded_bytes(ds)
     if size > max_bytes:
-        raise PoisonMessage("oversize", f"decoded pixel data of {size} bytes exceeds {max_bytes}")
+        raise PoisonMessage(DeadLetterReason.OVERSIZE, f"decoded pixel data of {size} bytes exceeds {max_bytes}")
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom raises many types for corrupt/unsupported pixel data
-        raise PoisonMessage("pixel_decode", f"cannot decode pixel data: {type(exc).__name__}") from exc
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"cannot decode pixel data: {type(exc).__name__}") from exc
 
 
 def _single_frame(ds: pydicom.Dataset, arr: np.ndarray) -> np.ndarray:
@@ -163,7 +163,7 @@ def dicom_to_tensor(ds: pydicom.Dataset) -> np.ndarray:
         try:
             arr = apply_modality_lut(arr, ds)
         except Exception as exc:  # malformed LUT / rescale elements
-            raise PoisonMessage("modality_lut", f"cannot apply modality LUT: {exc}") from exc
+            raise PoisonMessage(DeadLetterReason.MODALITY_LUT, f"cannot apply modality LUT: {exc}") from exc
         window = dataset_window(ds)
     else:
         window = None  # VOI windows are defined for greyscale only

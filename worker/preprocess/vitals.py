@@ -12,10 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worker.errors import PoisonMessage
+from worker.contracts.vitals import CHANNELS
+from worker.errors import DeadLetterReason, PoisonMessage
 
-CHANNELS: tuple[str, ...] = ("hr", "spo2", "rr", "sbp", "dbp", "temp")
-"""Channel order of every vitals window: bpm, %, breaths/min, mmHg, mmHg, degrees C."""
 WINDOW_LEN = 60
 """Time steps per model input; longer windows keep their last 60 rows."""
 NORM_CENTRE = np.array([80.0, 96.0, 16.0, 120.0, 75.0, 37.0])
@@ -33,7 +32,7 @@ def _cell(value: object) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise PoisonMessage("shape", f"vital-sign values must be numbers or null, got {type(value).__name__}")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"vital-sign values must be numbers or null, got {type(value).__name__}")
     return float(value)
 
 
@@ -65,12 +64,12 @@ def _as_array(values: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, int
     if fast is not None:
         return fast
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-        raise PoisonMessage("shape", "values must be a non-empty list of rows")
+        raise PoisonMessage(DeadLetterReason.SHAPE, "values must be a non-empty list of rows")
     non_finite = 0
     rows = []
     for row in values:
         if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) != len(CHANNELS):
-            raise PoisonMessage("shape", f"every row must have {len(CHANNELS)} values {CHANNELS}")
+            raise PoisonMessage(DeadLetterReason.SHAPE, f"every row must have {len(CHANNELS)} values {CHANNELS}")
         cells = [_cell(v) for v in row]
         non_finite += sum(1 for raw, v in zip(row, cells) if raw is not None and not math.isfinite(v))
         rows.append(cells)
@@ -86,11 +85,11 @@ def window_to_tensor(values: Sequence[Sequence[float | None]]) -> np.ndarray:
     """
     raw, non_finite = _as_array(values)
     if non_finite > MAX_NON_FINITE_FRACTION * raw.size:
-        raise PoisonMessage("non_finite", f"{non_finite} of {raw.size} values are NaN/inf")
+        raise PoisonMessage(DeadLetterReason.NON_FINITE, f"{non_finite} of {raw.size} values are NaN/inf")
     raw = raw[-WINDOW_LEN:]
     missing = ~np.isfinite(raw)
     if missing.all():
-        raise PoisonMessage("all_missing", "every vital-sign value in the window is missing")
+        raise PoisonMessage(DeadLetterReason.ALL_MISSING, "every vital-sign value in the window is missing")
     normalised = np.clip((np.where(missing, NORM_CENTRE, raw) - NORM_CENTRE) / NORM_SCALE,
                          -NORM_CLIP, NORM_CLIP)
     out = np.zeros((WINDOW_LEN, 2 * len(CHANNELS)), dtype=np.float32)

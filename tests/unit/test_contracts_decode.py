@@ -1,4 +1,4 @@
-"""Schemas and scan input: decode/validate inputs, encode outputs, distinct poison reasons."""
+"""Contracts and scan input: decode/validate inputs, encode outputs, distinct poison reasons."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from worker.errors import PoisonMessage
-from worker.scan_input import ClaimCheckPolicy, dicom_event_time, load_scan, resolve_uri
-from worker.schemas import (
+from worker.contracts import (
     InputRecord,
     Prediction,
     check_size,
@@ -20,6 +18,8 @@ from worker.schemas import (
     decode_vitals,
     encode_prediction,
 )
+from worker.errors import DeadLetterReason, PoisonMessage
+from worker.scan_input import ClaimCheckPolicy, dicom_event_time, load_scan, resolve_uri
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
@@ -107,7 +107,7 @@ def test_prediction_encodes_to_versioned_json() -> None:
 def test_deadletter_headers_keep_original_ones() -> None:
     record = InputRecord("scans", 3, 42, b"k", b"v", 0.0, (("content-type", b"application/dicom"),
                                                            ("error.type", b"spoofed")))
-    headers = dict(deadletter_headers(record, PoisonMessage("json_decode", "bad"), "w-1"))
+    headers = dict(deadletter_headers(record, PoisonMessage(DeadLetterReason.JSON_DECODE, "bad"), "w-1"))
     assert headers == {
         "content-type": b"application/dicom", "error.type": b"json_decode", "error.message": b"bad",
         "source.topic": b"scans", "source.partition": b"3", "source.offset": b"42", "worker.id": b"w-1",

@@ -1,0 +1,43 @@
+"""Sample data of `medstream demo`: pydicom test scans and a heart-rate series from real ECG."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from worker.contracts import CHANNELS, Row, VitalsWindow, encode_vitals
+from worker.preprocess.vitals import WINDOW_LEN
+
+SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm")
+ECG_HZ = 360  # MIT-BIH sampling rate
+HR_AVERAGE_S = 8  # heart-rate averaging window, seconds
+DEMO_PATIENT = "demo-patient"
+
+
+def heart_rate_window(seconds: int = WINDOW_LEN) -> list[Row]:
+    """One row per second: heart rate of the MIT-BIH 208 ECG, as a monitor shows it.
+
+    R peaks from scipy's peak finder; each second's rate is 60 / mean R-R interval of the beats
+    in the last `HR_AVERAGE_S` seconds (this record is full of PVCs, so single intervals jump).
+    Other channels are missing (None).
+    """
+    from scipy.misc import electrocardiogram  # scipy<1.12 ships the record in its wheel
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(electrocardiogram(), distance=int(0.25 * ECG_HZ), prominence=0.5)
+    beat_times = peaks[1:] / ECG_HZ
+    intervals = np.diff(peaks) / ECG_HZ
+    rows: list[Row] = []
+    for second in range(seconds):
+        recent = intervals[(beat_times > second + 1 - HR_AVERAGE_S) & (beat_times <= second + 1)]
+        hr = float(60.0 / recent.mean()) if recent.size else None
+        rows.append([hr] + [None] * (len(CHANNELS) - 1))
+    return rows
+
+
+def demo_vitals(event_id: str, start: datetime, rows: list[Row]) -> bytes:
+    """The vitals message of the demo patient's monitor (one row per second from `start`)."""
+    return encode_vitals(VitalsWindow(event_id=event_id, patient_id=DEMO_PATIENT,
+                                      device_id="demo-monitor", start=start, interval_s=1.0,
+                                      values=rows))
