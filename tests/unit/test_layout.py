@@ -31,11 +31,6 @@ OPTIONAL_IMPORTS = {
     ("producers/vitals_sources.py", "scipy"): "`produce vitals --mitbih` only: the ECG excerpt "
     "ships in the scipy wheel, R peaks via scipy.signal; without scipy a clear SourceError",
 }
-# Circles being removed on another branch: listed, not failed (delete the entry on merge).
-KNOWN_CYCLES = {
-    frozenset({"medstream_tools.demo.command", "medstream_tools.demo.pipeline"}):
-    "the demo rework moves the shared pieces out of command.py",
-}
 SUPPORT_DIRS = ("tests/support", "tests/chaos", "medstream_tools/soak")
 KNOWN_DUPLICATES = {
     # tests/chaos/chaos_stack.py is being reworked with the nested settings; after that merge
@@ -155,7 +150,7 @@ def _top(name: str) -> str:
 
 
 def test_no_import_cycles() -> None:
-    found = [c for c in cycles(import_graph()) if frozenset(c) not in KNOWN_CYCLES]
+    found = cycles(import_graph())
     assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
