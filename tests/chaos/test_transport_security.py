@@ -1,7 +1,7 @@
 """The worker end to end over TLS on both hops: Kafka (SSL) and Triton gRPC (TLS).
 
 A real Triton serves gRPC with `--grpc-use-ssl` and a self-signed certificate; Tansu sits
-behind a TLS-terminating proxy that it advertises (tls_proxy.py says why). The worker, the
+behind a TLS-terminating proxy that it advertises (tests/support/tls_proxy.py says why). The worker, the
 test's producer and its readers are configured only through MEDSTREAM_* security settings
 (worker/security.py); plaintext clients must fail against both endpoints.
 """

@@ -1,7 +1,7 @@
 """Receiver decisions without sockets: DICOM status and HL7 ACK per outcome.
 
 The Kafka side is a recording stand-in (unit tests only); the real broker is exercised in
-tests/integration/test_producers.py.
+tests/integration/test_receivers.py.
 """
 
 from __future__ import annotations
