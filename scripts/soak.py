@@ -55,8 +55,8 @@ def run(minutes: float, every_s: float, vitals_per_s: float, scans_per_s: float)
     samples: list[tuple[float, float, float, float]] = []
     try:
         worker.wait_ready()
-        load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                          sc.settings.topic_vitals, vitals_per_s, scans_per_s).start()
+        load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
+                          sc.settings.vitals.topic, vitals_per_s, scans_per_s).start()
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < minutes * 60:
