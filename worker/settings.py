@@ -175,7 +175,7 @@ class Settings(BaseSettings):
             return data
         rest = {k: v for k, v in data.items() if k not in LEGACY_NAMES}
         for kind, values in nest_legacy(data).items():
-            current = rest.get(kind) or {}
+            current = rest.get(kind, cls.model_fields[kind].default)  # sources drop defaults
             current = current.model_dump() if isinstance(current, BaseModel) else dict(current)
             rest[kind] = current | values
         return rest
