@@ -142,7 +142,7 @@ def service(installed: Installed) -> Iterator[Callable[..., subprocess.Popen[str
             proc.wait(timeout=10)
 
 
-def _log(installed: Installed, proc: subprocess.Popen[str]) -> str:
+def _log(installed: Installed) -> str:
     logs = sorted(installed.work.glob("*.log"), key=lambda p: p.stat().st_mtime)
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
 
@@ -151,8 +151,8 @@ def _wait_until(installed: Installed, proc: subprocess.Popen[str], what: str,
                 check: Callable[[], bool]) -> None:
     deadline = time.monotonic() + WAIT_S
     while not check():
-        assert proc.poll() is None, f"exited {proc.returncode}:\n{_log(installed, proc)}"
-        assert time.monotonic() < deadline, f"no {what} in {WAIT_S}s:\n{_log(installed, proc)}"
+        assert proc.poll() is None, f"exited {proc.returncode}:\n{_log(installed)}"
+        assert time.monotonic() < deadline, f"no {what} in {WAIT_S}s:\n{_log(installed)}"
         time.sleep(0.5)
 
 
@@ -168,7 +168,7 @@ def _http_status(url: str) -> int:
 
 def _stop(installed: Installed, proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, _log(installed, proc)
+    assert proc.wait(timeout=60) == 0, _log(installed)
 
 
 def test_wheel_installs_into_a_fresh_venv(installed: Installed) -> None:
