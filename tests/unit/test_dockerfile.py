@@ -7,8 +7,6 @@ the wheel installs without extras (tests/integration/test_installed_package.py r
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import re
 import shutil
 import subprocess
@@ -18,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from runtime_cli import assert_runtime_command
 
-from worker.cli import RUNTIME_MODULES
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +40,6 @@ def _runtime_stage() -> list[tuple[str, str]]:
 def _package_roots() -> set[str]:
     find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     return {pattern.rstrip("*") for pattern in find["find"]["include"]}
-
-
-def _runtime_parser() -> argparse.ArgumentParser:
-    """The parser of the runtime commands alone: what `pip install medstream` always has."""
-    parser = argparse.ArgumentParser(prog="medstream")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in RUNTIME_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
 
 
 def test_hadolint_passes() -> None:
@@ -103,12 +92,9 @@ def image_services() -> dict[str, dict]:
 
 
 def test_compose_runs_runtime_commands_of_the_image(image_services: dict[str, dict]) -> None:
-    parser = _runtime_parser()
     for name, service in image_services.items():
         assert "entrypoint" not in service, name
-        command = service["command"]
-        assert command[0] == "medstream", name
-        assert callable(parser.parse_args(command[1:]).func), name
+        assert_runtime_command(service["command"])
 
 
 def test_receiver_healthchecks_probe_their_metrics_port(image_services: dict[str, dict]) -> None:
