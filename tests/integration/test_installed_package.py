@@ -36,6 +36,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "installed-package-test-pseudonym-key"
 WAIT_S = 120.0
+TOPIC_VARIABLES = ("MEDSTREAM_SCAN__TOPIC", "MEDSTREAM_VITALS__TOPIC",
+                   "MEDSTREAM_TOPIC_PREDICTIONS", "MEDSTREAM_TOPIC_DEADLETTER")
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,7 @@ def env(installed: Installed, settings: Settings) -> dict[str, str]:
         "MEDSTREAM_PSEUDONYM_KEY": KEY,
         "MEDSTREAM_PRODUCE_METRICS_PORT": "0",
         "MEDSTREAM_APP_ID": f"installed-{suffix}",
-        **{f"MEDSTREAM_TOPIC_{kind.upper()}": f"installed-{kind}-{suffix}"
-           for kind in ("scans", "vitals", "predictions", "deadletter")},
+        **{variable: f"installed-{variable.lower()}-{suffix}" for variable in TOPIC_VARIABLES},
     }
 
 
@@ -119,7 +120,7 @@ def topics(installed: Installed, env: dict[str, str]) -> set[str]:
     """`medstream topics` run once; the four topic names it was given."""
     done = _run(installed, env, "topics")
     assert done.returncode == 0, done.stderr
-    return {v for k, v in env.items() if k.startswith("MEDSTREAM_TOPIC_")}
+    return {env[variable] for variable in TOPIC_VARIABLES}
 
 
 @pytest.fixture
