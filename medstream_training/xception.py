@@ -110,7 +110,7 @@ def metrics(y: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict:
     correct = pred == y
     _, ece, bins = calibration(correct.astype(float), probs.max(axis=1))
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "correct": int(correct.sum()),
         "accuracy": wilson(int(correct.sum()), len(y)),
         "recall": {label: (wilson(int(((pred == k) & (y == k)).sum()), int((y == k).sum())),
@@ -152,6 +152,9 @@ def evaluate_model(source: KerasSource, repository: Path = REPOSITORY, threads: 
     return {
         "model": source.model, "labels": list(source.labels), "package": source.package,
         "version": source.version, "names": [im.name for im in images],
+        "source_sha256": source.sha256,
+        "declaration": (f"modalities `{','.join(source.modalities)}`, body parts "
+                        f"`{','.join(source.body_parts)}`, input `{source.input_format}`"),
         "probabilities": probs.round(6).tolist(),
         "metrics": metrics(y, probs, source.labels),
         "preprocess": {
@@ -186,17 +189,18 @@ def load_inline(client, name: str, model_dir: Path, *, max_batch_size: int | Non
     client.load_model(name, config=json.dumps(config), files=files)
 
 
-def _stub_cpu_s(name: str) -> float:
-    """User+system CPU seconds of the python-backend stub process(es) serving `name`."""
-    total = 0.0
+def _stub_cpu_s(name: str) -> dict[str, float]:
+    """{pid: user+system CPU seconds} of the python-backend stub processes serving `name`."""
+    total = {}
     tick = os.sysconf("SC_CLK_TCK")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if "triton_python_backend_stub" not in cmdline or f"/{name}/" not in cmdline:
+            # the stub's arguments name the instance: "<model>_<instance index>"
+            if "triton_python_backend_stub" not in cmdline or f" {name}_" not in cmdline:
                 continue
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total[pid] = (int(fields[11]) + int(fields[12])) / tick
         except (OSError, IndexError, ValueError):
             continue
     return total
@@ -204,6 +208,7 @@ def _stub_cpu_s(name: str) -> float:
 
 @dataclass(frozen=True)
 class GridPoint:
+    round: int
     max_batch_size: int
     concurrency: int
     images_per_s: float
@@ -243,26 +248,32 @@ def _drive(url: str, name: str, x: np.ndarray, concurrency: int, seconds: float)
 
 
 def triton_grid(url: str, model_dir: Path, max_batches: tuple[int, ...] = (1, 4, 8, 16),
-                concurrencies: tuple[int, ...] = (1, 4, 16), seconds: float = 4.0) -> list[GridPoint]:
-    """Throughput/latency of single-image requests per (max_batch_size, concurrency)."""
+                concurrencies: tuple[int, ...] = (1, 4, 16), seconds: float = 4.0,
+                rounds: int = 2) -> list[GridPoint]:
+    """Throughput/latency of single-image requests per (max_batch_size, concurrency).
+
+    The CPU is shared, so the grid runs `rounds` times, alternately in ascending and descending
+    max_batch_size order, and the card shows the mean with the range.
+    """
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url, network_timeout=300)
     name = f"grid_{model_dir.name}_{os.getpid()}"
-    x = np.zeros((1, *json.loads(config_json((model_dir / "config.pbtxt").read_text(), name))
-                  ["input"][0]["dims"]), dtype=np.float32)
-    x = x.astype(np.float32)
+    dims = json.loads(config_json((model_dir / "config.pbtxt").read_text(), name))["input"][0]["dims"]
+    x = np.zeros((1, *(int(d) for d in dims)), dtype=np.float32)  # proto JSON: int64 as strings
     points = []
     try:
-        for mbs in max_batches:
+        order = [(r, mbs) for r in range(rounds)
+                 for mbs in (max_batches if r % 2 == 0 else tuple(reversed(max_batches)))]
+        for rnd, mbs in order:
             load_inline(client, name, model_dir, max_batch_size=mbs)
             _drive(url, name, x, 2, 1.0)  # warm-up
             for concurrency in concurrencies:
                 cpu0 = _stub_cpu_s(name)
                 lat, wall = _drive(url, name, x, concurrency, seconds)
-                cpu = _stub_cpu_s(name) - cpu0
+                cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in _stub_cpu_s(name).items())
                 lat_ms = np.array(lat) * 1000
-                points.append(GridPoint(mbs, concurrency, len(lat) / wall,
+                points.append(GridPoint(rnd, mbs, concurrency, len(lat) / wall,
                                         float(np.percentile(lat_ms, 50)),
                                         float(np.percentile(lat_ms, 95)),
                                         cpu * 1000 / max(1, len(lat))))
@@ -273,6 +284,27 @@ def triton_grid(url: str, model_dir: Path, max_batches: tuple[int, ...] = (1, 4,
         finally:
             client.close()
     return points
+
+
+def ort_batch_costs(model_path: Path, batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+                    threads: int = 2) -> list[dict]:
+    """In-process onnxruntime CPU and wall ms per image by batch size (process CPU time is
+    robust to other processes sharing the CPU; wall time is not)."""
+    session = onnx_session(model_path, threads)
+    shape = [int(d) for d in session.get_inputs()[0].shape[1:]]
+    rows = []
+    for batch in batches:
+        x = np.zeros((batch, *shape), dtype=np.float32)
+        session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        repeats = max(2, 32 // batch)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(repeats):
+            session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        n = repeats * batch
+        rows.append({"batch": batch, "threads": threads,
+                     "cpu_ms_per_image": (time.process_time() - cpu) * 1000 / n,
+                     "wall_ms_per_image": (time.perf_counter() - wall) * 1000 / n})
+    return rows
 
 
 def evaluate_imported(models: tuple[str, ...], repository: Path = REPOSITORY, threads: int = 2,
@@ -288,6 +320,9 @@ def evaluate_imported(models: tuple[str, ...], repository: Path = REPOSITORY, th
             results["models"][name]["build"] = {k: record[k] for k in (
                 "model_sha256", "onnx_bytes", "load_s", "export_s", "check_s", "max_abs_diff",
                 "check_images", "torch", "keras", "opset")}
+    if grid_model:
+        results["grid_model"] = grid_model
+        results["ort_batches"] = ort_batch_costs(repository / grid_model / "1" / "model.onnx", threads=threads)
     if triton_url and grid_model:
         results["grid_model"] = grid_model
         results["grid"] = [p.__dict__ for p in triton_grid(triton_url, repository / grid_model)]
