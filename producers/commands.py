@@ -133,7 +133,7 @@ def produce_vitals(args: argparse.Namespace) -> int:
             series,
             publisher,
             metrics,
-            topic=settings.topic_vitals,
+            topic=settings.vitals.topic,
             source=source,
             pseudonyms=pseudonyms,
             window_len=settings.window_len,
@@ -167,7 +167,7 @@ def receive_dicom(args: argparse.Namespace) -> int:
         server = start_scp(StoreHandler(settings, publisher, metrics, pseudonyms))
         print(
             f"DICOM SCP {settings.dicom_ae_title} on {settings.dicom_host}:{settings.dicom_port} "
-            f"-> {settings.topic_scans}; metrics on {settings.metrics_host}:"
+            f"-> {settings.scan.topic}; metrics on {settings.metrics_host}:"
             f"{settings.dicom_metrics_port}",
             file=sys.stderr,
             flush=True,
@@ -197,7 +197,7 @@ def receive_hl7(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(
             f"HL7 MLLP listener on {settings.hl7_host}:{settings.hl7_port} -> "
-            f"{settings.topic_vitals}; metrics on {settings.metrics_host}:"
+            f"{settings.vitals.topic}; metrics on {settings.metrics_host}:"
             f"{settings.hl7_metrics_port}",
             file=sys.stderr,
             flush=True,

@@ -64,14 +64,14 @@ class StoreHandler:
             log.warning("C-STORE from %s rejected: %s", _calling_ae(event), type(exc).__name__)
             return CANNOT_UNDERSTAND
         try:
-            self.publisher.publish(self.settings.topic_scans, scan.key, scan.value, scan.headers)
+            self.publisher.publish(self.settings.scan.topic, scan.key, scan.value, scan.headers)
         except PublishFailed as exc:
             self.metrics.failed.labels(SOURCE).inc()
             log.error("C-STORE from %s not acknowledged by Kafka: %s", _calling_ae(event), exc)
             return OUT_OF_RESOURCES
         if scan.claim_checked:
             self.metrics.claim_checks.labels(SOURCE).inc()
-        self.metrics.published.labels(SOURCE, self.settings.topic_scans).inc()
+        self.metrics.published.labels(SOURCE, self.settings.scan.topic).inc()
         return SUCCESS
 
     def on_rejected(self, event: evt.Event) -> None:

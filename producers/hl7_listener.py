@@ -74,7 +74,7 @@ class Hl7Receiver:
         event = "hl7-" + digest[:32]
         try:
             self.publisher.publish(
-                self.settings.topic_vitals,
+                self.settings.vitals.topic,
                 patient.encode(),
                 encode_window(window, event),
                 [("content-type", b"application/json")],
@@ -87,7 +87,7 @@ class Hl7Receiver:
                 "not stored, retry later: Kafka did not acknowledge",
                 ERR_APPLICATION,
             ) from exc
-        self.metrics.published.labels(SOURCE, self.settings.topic_vitals).inc()
+        self.metrics.published.labels(SOURCE, self.settings.vitals.topic).inc()
 
 
 async def serve(receiver: Hl7Receiver, stop: asyncio.Event) -> None:

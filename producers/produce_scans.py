@@ -40,7 +40,7 @@ def produce_scans(
     tally, pacer = Tally(), Pacer(rate)
     progress = progress or Progress("scans")
     store = ClaimCheckStore(settings.claim_check_dir)
-    topic = settings.topic_scans
+    topic = settings.scan.topic
 
     done = delivery_callback(tally, metrics, SOURCE, topic)
     rounds = itertools.count() if loop else range(1)

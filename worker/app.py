@@ -1,6 +1,7 @@
-"""create_app(settings, models): the faust app with both agents, topics, web views and timers.
+"""create_app(settings, models): the faust app with one agent per input kind, web views, timers.
 
-`models` is what the start-up check read from Triton (run.py): it caps each agent's batch at
+The kinds come from the registry (worker/kinds/; a caller may pass its own). `models` is what
+the start-up check read from Triton (run.py): it caps each agent's batch at
 the model's max_batch_size and gives predictions their model version. The long-lived Triton
 client is created on faust's event loop when the app starts and closed when it stops. Timers
 probe readiness (Triton, models, broker), the event loop's lag and the consumer lag (probes.py).
@@ -9,21 +10,18 @@ probe readiness (Triton, models, broker), the event loop's lag and the consumer 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
 
-from worker.agents.common import BatchServer, serve_stream
-from worker.agents.scans import scan_kind
-from worker.agents.vitals import vitals_kind
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import TritonBackend
 from worker.kafka_consumer import install_fetch_wait
+from worker.kinds import KINDS, KindSpec, input_topics
 from worker.metrics import Metrics
-from worker.pipeline import Kind
 from worker.probes import (
     LAG_INTERVAL_S,
     LOOP_TICK_S,
@@ -33,7 +31,8 @@ from worker.probes import (
     ReadinessProbe,
 )
 from worker.security import kafka_security, triton_grpc_security
-from worker.settings import Settings
+from worker.serving import BatchServer, serve_stream
+from worker.settings import KindSettings, Settings
 from worker.web import STARTING, STOPPING, Readiness, breaker_blocker, register_views
 
 log = logging.getLogger(__name__)
@@ -75,15 +74,15 @@ def open_breaker_partitions(tps: Iterable[Any], breakers: Mapping[str, CircuitBr
     return {tp for tp in tps if tp.topic in topics}
 
 
-def create_app(settings: Settings, models: dict[str, ModelInfo],
-               metrics: Metrics | None = None) -> faust.App:
+def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metrics | None = None,
+               kinds: Sequence[KindSpec] = KINDS) -> faust.App:
     """The worker app; start it with faust.Worker (see worker.run)."""
     metrics = metrics or Metrics.create()
     app = _faust_app(settings)
     readiness = Readiness(metrics)
     triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
                            metrics=metrics, channel=triton_grpc_security(settings))
-    sources = {settings.scan_model: settings.topic_scans, settings.vitals_model: settings.topic_vitals}
+    sources = input_topics(settings, kinds)  # model -> input topic
 
     def partitions_of(model: str) -> set[Any]:
         return {tp for tp in app.consumer.assignment() if tp.topic == sources.get(model)}
@@ -100,7 +99,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
         triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
         threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed,
         max_inflight=settings.triton_max_inflight
-        * max(settings.scan_concurrency, settings.vitals_concurrency))
+        * max(spec.settings(settings).concurrency for spec in kinds))
 
     @app.on_partitions_assigned.connect
     async def keep_paused_while_open(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -110,21 +109,16 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
     executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="medstream-decode")
     predictions = app.topic(settings.topic_predictions)
     deadletter = app.topic(settings.topic_deadletter)
-    kinds: list[tuple[Kind[Any], str, int, float, int]] = [
-        (scan_kind(settings, models[settings.scan_model]), settings.topic_scans,
-         settings.scan_max_batch, settings.scan_within_s, settings.scan_concurrency),
-        (vitals_kind(settings, models[settings.vitals_model]), settings.topic_vitals,
-         settings.vitals_max_batch, settings.vitals_within_s, settings.vitals_concurrency),
-    ]
     servers: list[BatchServer] = []
-    for kind, topic, max_batch, within, concurrency in kinds:
+    for spec in kinds:
+        block = spec.settings(settings)
+        kind = spec.build(settings, models[block.model])
         server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
                              worker_id=settings.worker_id, executor=executor,
                              max_inflight=settings.triton_max_inflight)
         servers.append(server)
-        _add_agent(app, app.topic(topic), server, min(max_batch, kind.model.max_batch_size), within,
-                   concurrency)
-    metrics.preinitialise((kind.name, kind.model.name) for kind, *_ in kinds)
+        _add_agent(app, server, block)
+    metrics.preinitialise((s.kind.name, s.kind.model.name) for s in servers)
 
     async def kafka_ready() -> bool:
         # faust's aiokafka producer (private attribute): its client carries the TLS/SASL settings
@@ -168,11 +162,14 @@ def create_app(settings: Settings, models: dict[str, ModelInfo],
     return app
 
 
-def _add_agent(app: faust.App, topic: Any, server: BatchServer, max_batch: int,
-               within: float, concurrency: int) -> None:
-    """One agent (one actor) per kind, serving up to `concurrency` batches at once."""
+def _add_agent(app: faust.App, server: BatchServer, block: KindSettings) -> None:
+    """One agent (one actor) per kind on its topic, serving up to `concurrency` batches at once;
+    batches are capped at the model's max_batch_size."""
+    max_batch = min(block.max_batch, server.kind.model.max_batch_size)
+
     async def agent(stream: Any) -> None:
-        await serve_stream(stream, server, max_batch, within, concurrency=concurrency)
+        await serve_stream(stream, server, max_batch, block.within_s,
+                           concurrency=block.concurrency)
 
     agent.__name__ = agent.__qualname__ = f"{server.kind.name}_agent"
-    app.agent(topic, name=f"medstream.{server.kind.name}")(agent)
+    app.agent(app.topic(block.topic), name=f"medstream.{server.kind.name}")(agent)

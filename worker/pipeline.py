@@ -38,7 +38,7 @@ Outputs = dict[str, np.ndarray]
 class Kind(Generic[Meta]):
     """How one kind of event (scan, vitals) goes through the pipeline."""
 
-    name: str  # "scan" | "vitals": the `kind` metric label
+    name: str  # the kind's registry name (worker/kinds/): the `kind` metric label
     model: ModelInfo
     input_name: str
     max_bytes: int

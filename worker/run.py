@@ -1,8 +1,9 @@
 """`medstream worker`: check Triton and Kafka, then run the faust worker until stopped.
 
 Start-up fails fast (exit code 2, one clear line) when settings are invalid, Triton is not
-live/ready, a model is missing, its tensors differ from what the worker sends or a test
-inference on zeros fails, or Kafka is unreachable or lacks the topics.
+live/ready, a model is missing, its tensors differ from what the worker sends, a test
+inference on zeros fails or a kind's own check fails (the scan CNN's labels), or Kafka is
+unreachable or lacks the topics. `serve(settings, kinds)` runs a worker for any kinds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import faust
 import numpy as np
@@ -17,12 +19,11 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from worker.agents.scans import scan_model_spec
-from worker.agents.vitals import vitals_model_spec
 from worker.app import create_app
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
+from worker.kinds import KINDS, KindSpec, input_topics
 from worker.metrics import Metrics
 from worker.scan_input import quiet_pydicom
 from worker.security import kafka_security, triton_grpc_security
@@ -36,24 +37,20 @@ EXIT_CONFIG = 2
 WARMUP_TIMEOUT_S = 60.0
 
 
-async def check_triton(settings: Settings) -> dict[str, ModelInfo]:
-    """Server live/ready, both models ready and matching; their ModelInfo by name."""
+async def check_triton(settings: Settings,
+                       kinds: Sequence[KindSpec] = KINDS) -> dict[str, ModelInfo]:
+    """Server live/ready, each kind's model ready and matching and its checks passed; the
+    models' ModelInfo by name."""
     backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
                             metrics=Metrics.create(), channel=triton_grpc_security(settings))
-    specs = [scan_model_spec(settings.scan_model), vitals_model_spec(settings.vitals_model)]
+    input_topics(settings, kinds)  # ConfigurationError when kinds share a model or a topic
+    served = [(kind, kind.model_spec(kind.settings(settings).model)) for kind in kinds]
     try:
-        models = await backend.start(specs)
-        scan = models[settings.scan_model]
-        if not scan.labels:
-            raise ConfigurationError(
-                f"model {scan.name!r} has no 'labels' parameter in its config.pbtxt")
-        for spec in specs:
+        models = await backend.start([spec for _, spec in served])
+        for kind, spec in served:
             outputs = await probe_inference(
                 backend, spec, max(settings.triton_timeout_s, WARMUP_TIMEOUT_S))
-            if spec.name == scan.name and outputs["probabilities"].shape[-1] != len(scan.labels):
-                raise ConfigurationError(
-                    f"model {scan.name!r} returns {outputs['probabilities'].shape[-1]} "
-                    f"probabilities but its config names {len(scan.labels)} labels")
+            kind.check(models[spec.name], outputs)
     finally:
         await backend.stop()
     return models
@@ -69,9 +66,9 @@ async def probe_inference(backend: TritonBackend, spec: ModelSpec,
         raise ConfigurationError(f"model {spec.name!r} fails a test inference: {exc}") from exc
 
 
-def check_kafka(settings: Settings) -> None:
-    """The broker answers and the four topics exist."""
-    wanted = {settings.topic_scans, settings.topic_vitals, settings.topic_predictions,
+def check_kafka(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> None:
+    """The broker answers and the kinds' topics, predictions and deadletter exist."""
+    wanted = {*input_topics(settings, kinds).values(), settings.topic_predictions,
               settings.topic_deadletter}
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
@@ -96,9 +93,14 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         log.error("invalid settings:\n%s", exc)
         return EXIT_CONFIG
+    return serve(settings, KINDS, args.log_level)
+
+
+def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info") -> int:
+    """Check Triton and Kafka for `kinds`, then run the faust worker until it stops."""
     try:
-        models = asyncio.run(check_triton(settings))
-        check_kafka(settings)
+        models = asyncio.run(check_triton(settings, kinds))
+        check_kafka(settings, kinds)
     except ConfigurationError as exc:
         log.error("cannot start the worker: %s", exc)
         return EXIT_CONFIG
@@ -109,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_pydicom()
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built
     asyncio.set_event_loop(loop)
-    app = create_app(settings, models)
-    worker = faust.Worker(app, loglevel=args.log_level, loop=loop)
+    app = create_app(settings, models, kinds=kinds)
+    worker = faust.Worker(app, loglevel=log_level, loop=loop)
     worker.execute_from_commandline()
     return 0
 

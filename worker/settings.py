@@ -1,7 +1,10 @@
 """Process settings: one frozen object built from the environment (prefix `MEDSTREAM_`).
 
 Build it once in the entry point (`Settings()`) and pass it down; invalid values fail at
-start-up with a pydantic `ValidationError` naming the variable.
+start-up with a pydantic `ValidationError` naming the variable. Each input kind's settings
+nest under its name: `MEDSTREAM_SCAN__MAX_BATCH=8` sets `settings.scan.max_batch`. The flat
+names from before (`MEDSTREAM_SCAN_MAX_BATCH`, `MEDSTREAM_TOPIC_SCANS`, ...: `LEGACY_NAMES`)
+are still read, from the environment and as keyword arguments; the nested spelling wins.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+MIB = 1024 * 1024
 
 
 def _default_worker_id() -> str:
@@ -27,18 +32,85 @@ def host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class KindSettings(BaseModel):
+    """One input kind's settings (`MEDSTREAM_<KIND>__<FIELD>`); defaults are per kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(min_length=1)  # the input topic
+    model: str = Field(min_length=1)  # the Triton model that serves it
+    # Batching (max_batch is further capped by the model's max_batch_size read from Triton)
+    max_batch: int = Field(32, ge=1)
+    within_s: float = Field(0.05, gt=0)
+    # Batches served at once per agent (acks stay in offset order). 1 by default: with a slow
+    # Triton (requests near the timeout) more batches in flight only add timed-out retries
+    # (tests/chaos/test_triton_slow.py: 90 s to drain at 1, 225 s at 2/3 even with the adaptive
+    # limit). Raise it for a Triton with headroom (GPU): +20-30% vitals throughput here
+    # (docs/benchmarks.md).
+    concurrency: int = Field(1, ge=1, le=16)
+    max_bytes: int = Field(MIB, ge=256)  # input limit, checked before decoding (-> dead letter)
+
+
+class ScanSettings(KindSettings):
+    """Scans add the claim-check limits."""
+
+    # Claim-check envelopes may only point below this folder; None refuses every `uri`
+    uri_root: Path | None = None
+    max_claimcheck_bytes: int = Field(512 * MIB, ge=1024)
+
+
+#: Flat names from before the kinds nested -> (kind, field); `Settings` still accepts them.
+LEGACY_NAMES: dict[str, tuple[str, str]] = {
+    "topic_scans": ("scan", "topic"), "scan_model": ("scan", "model"),
+    "scan_max_batch": ("scan", "max_batch"), "scan_within_s": ("scan", "within_s"),
+    "scan_concurrency": ("scan", "concurrency"), "max_scan_bytes": ("scan", "max_bytes"),
+    "scan_uri_root": ("scan", "uri_root"), "max_claimcheck_bytes": ("scan", "max_claimcheck_bytes"),
+    "topic_vitals": ("vitals", "topic"), "vitals_model": ("vitals", "model"),
+    "vitals_max_batch": ("vitals", "max_batch"), "vitals_within_s": ("vitals", "within_s"),
+    "vitals_concurrency": ("vitals", "concurrency"), "max_vitals_bytes": ("vitals", "max_bytes"),
+}
+
+
+def nest_legacy(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"scan_max_batch": 8} -> {"scan": {"max_batch": 8}} for the keys in LEGACY_NAMES."""
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in flat.items():
+        if name in LEGACY_NAMES:
+            kind, field = LEGACY_NAMES[name]
+            nested.setdefault(kind, {})[field] = value
+    return nested
+
+
+class LegacyEnvSource(PydanticBaseSettingsSource):
+    """The flat legacy variables (MEDSTREAM_SCAN_MAX_BATCH, ...) as nested values."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the environment at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).lower()
+        env = {k.lower(): v for k, v in os.environ.items()}
+        return nest_legacy({n: env[prefix + n] for n in LEGACY_NAMES if prefix + n in env})
+
+
 class Settings(BaseSettings):
     """Everything a medstream process reads from its environment."""
 
     # Secrets may also come from files named like the variables in lower case (Docker/Kubernetes
     # secrets), e.g. $MEDSTREAM_SECRETS_DIR/medstream_kafka_sasl_password; the environment wins.
     model_config = SettingsConfigDict(env_prefix="MEDSTREAM_", frozen=True, extra="ignore",
+                                      env_nested_delimiter="__",
+                                      nested_model_default_partial_update=True,
                                       secrets_dir=os.environ.get("MEDSTREAM_SECRETS_DIR"))
+
+    # Input kinds (worker/kinds/): one nested block each, MEDSTREAM_<KIND>__<FIELD>
+    scan: ScanSettings = ScanSettings(topic="scans", model="scan_cnn", max_batch=32,
+                                      within_s=0.05, max_bytes=10 * MIB)
+    vitals: KindSettings = KindSettings(topic="vitals", model="vitals_lstm", max_batch=64,
+                                        within_s=0.02, max_bytes=MIB)
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    topic_scans: str = "scans"
-    topic_vitals: str = "vitals"
     topic_predictions: str = "predictions"
     topic_deadletter: str = "deadletter"
     topic_partitions: int = Field(4, ge=1, le=1024)
@@ -62,13 +134,6 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
 
-    # Input limits, checked before decoding (oversize -> dead letter)
-    max_scan_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_vitals_bytes: int = Field(1024 * 1024, ge=256)
-    max_claimcheck_bytes: int = Field(512 * 1024 * 1024, ge=1024)
-    # Claim-check envelopes may only point below this folder; None refuses every `uri`
-    scan_uri_root: Path | None = None
-
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_http_url: str = "127.0.0.1:8000"
@@ -78,26 +143,11 @@ class Settings(BaseSettings):
     triton_grpc_cafile: Path | None = None  # None: the system CA store
     triton_grpc_certfile: Path | None = None  # client certificate (mutual TLS), with keyfile
     triton_grpc_keyfile: Path | None = None
-    scan_model: str = "scan_cnn"
-    vitals_model: str = "vitals_lstm"
     triton_max_inflight: int = Field(4, ge=1)  # concurrent requests per batch
     retry_initial_s: float = Field(0.2, gt=0)  # retryable errors: exponential backoff + jitter
     retry_max_s: float = Field(5.0, gt=0)
     breaker_threshold: int = Field(3, ge=1)  # consecutive failures that open the breaker
     decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
-
-    # Batching (max_batch is further capped by the model's max_batch_size read from Triton)
-    scan_max_batch: int = Field(32, ge=1)
-    scan_within_s: float = Field(0.05, gt=0)
-    vitals_max_batch: int = Field(64, ge=1)
-    vitals_within_s: float = Field(0.02, gt=0)
-    # Batches in flight per agent (decode overlaps inference; acks stay in offset order)
-    # Batches served at once per agent. 1 by default: with a slow Triton (requests near the
-    # timeout) more batches in flight only add timed-out retries (tests/chaos/test_triton_slow.py:
-    # 90 s to drain at 1, 225 s at 2/3 even with the adaptive limit). Raise it for a Triton with
-    # headroom (GPU): +20-30% vitals throughput here (docs/benchmarks.md).
-    scan_concurrency: int = Field(1, ge=1, le=16)
-    vitals_concurrency: int = Field(1, ge=1, le=16)
 
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"
@@ -106,6 +156,29 @@ class Settings(BaseSettings):
 
     # Local state (pid files, logs, faust data dir)
     state_dir: Path = Path(".medstream")
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The legacy flat variables rank just below the environment's nested ones."""
+        return (init_settings, env_settings, LegacyEnvSource(settings_cls), dotenv_settings,
+                file_secret_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_legacy_arguments(cls, data: Any) -> Any:
+        """Legacy flat keyword arguments (`Settings(scan_max_batch=8)`) set the nested field."""
+        if not isinstance(data, dict) or not LEGACY_NAMES.keys() & data.keys():
+            return data
+        rest = {k: v for k, v in data.items() if k not in LEGACY_NAMES}
+        for kind, values in nest_legacy(data).items():
+            current = rest.get(kind, cls.model_fields[kind].default)  # sources drop defaults
+            current = current.model_dump() if isinstance(current, BaseModel) else dict(current)
+            rest[kind] = current | values
+        return rest
 
     @field_validator("kafka_bootstrap")
     @classmethod

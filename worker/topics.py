@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from worker.kinds import KINDS, KindSpec, input_topics
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    """The four medstream topics.
+def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[NewTopic]:
+    """Each kind's input topic (with its topic configs), then predictions and deadletter.
 
     `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
     letter carries the original value unchanged, so a large bad scan must fit there too.
     """
     partitions = settings.topic_partitions
     large = {"max.message.bytes": str(settings.max_message_bytes)}
+    input_topics(settings, kinds)  # ConfigurationError when kinds share a model or a topic
     return [
-        NewTopic(settings.topic_scans, partitions, 1, topic_configs=large),
-        NewTopic(settings.topic_vitals, partitions, 1),
+        *(NewTopic(kind.settings(settings).topic, partitions, 1,
+                   topic_configs=kind.topic_configs(settings)) for kind in kinds),
         NewTopic(settings.topic_predictions, partitions, 1),
         NewTopic(settings.topic_deadletter, partitions, 1, topic_configs=large),
     ]
@@ -57,7 +59,7 @@ def create_topics(bootstrap: str, topics: Iterable[NewTopic], timeout_s: float =
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create scans/vitals/predictions/deadletter if missing; returns the names created."""
+    """Create the kinds' topics, predictions and deadletter if missing; returns those created."""
     return create_topics(settings.kafka_bootstrap, topic_specs(settings))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from operator import attrgetter
 from pathlib import Path
 
 from medstream_tools.bench import machine, report, runner
@@ -12,8 +13,8 @@ from medstream_tools.bench.stack import local_stack
 from medstream_tools.bench.workloads import workloads
 from worker.settings import Settings
 
-_SETTINGS_SHOWN = ("scan_max_batch", "scan_within_s", "vitals_max_batch", "vitals_within_s",
-                   "scan_concurrency", "vitals_concurrency", "consumer_fetch_wait_ms",
+_SETTINGS_SHOWN = ("scan.max_batch", "scan.within_s", "vitals.max_batch", "vitals.within_s",
+                   "scan.concurrency", "vitals.concurrency", "consumer_fetch_wait_ms",
                    "triton_max_inflight", "decode_threads", "topic_partitions")
 
 
@@ -43,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
     plan = runner.QUICK if args.quick else runner.FULL
-    catalogue = workloads(settings.scan_model, settings.vitals_model)
+    catalogue = workloads(settings.scan.model, settings.vitals.model)
     chosen = [catalogue[name] for name in selected(plan, args.kind)]
     description = machine.describe()
     with local_stack(settings) as stack:
         result = asyncio.run(runner.run(chosen, stack, plan, description["cores"]))
     result["machine"] = description
-    result["settings"] = {name: getattr(settings, name) for name in _SETTINGS_SHOWN}
+    result["settings"] = {name: attrgetter(name)(settings) for name in _SETTINGS_SHOWN}
     print(report.render(result, markdown=False))
     report.write_markdown(args.out, result)
     report.write_json(args.out.with_suffix(".json"), result)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args(argv)
     settings = Settings()
-    workload = workloads(settings.scan_model, settings.vitals_model)[args.workload]
+    workload = workloads(settings.scan.model, settings.vitals.model)[args.workload]
     print(json.dumps(run(workload, settings, args.topic, args.out_topic, args.count)))
     return 0
 

@@ -62,31 +62,31 @@ def _infer(client: grpcclient.InferenceServerClient, model: str, name: str,
 def run_demo(settings: Settings) -> None:
     """Publish, read back, preprocess and infer; prints one line per result."""
     client = grpcclient.InferenceServerClient(settings.triton_grpc_url)
-    scan_cfg = client.get_model_config(settings.scan_model, as_json=True)["config"]
+    scan_cfg = client.get_model_config(settings.scan.model, as_json=True)["config"]
     labels = scan_cfg["parameters"]["labels"]["string_value"].split(",")
     version = scan_cfg["parameters"].get("version", {}).get("string_value", "?")
 
-    print(f"scans -> {settings.scan_model} ({version}):")
+    print(f"scans -> {settings.scan.model} ({version}):")
     tensors, uids = [], []
     for name in SAMPLE_SCANS:
         raw = Path(get_testdata_file(name)).read_bytes()
         study = str(pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True).StudyInstanceUID)
-        back = _round_trip(settings, settings.topic_scans, study.encode(), raw)
+        back = _round_trip(settings, settings.scan.topic, study.encode(), raw)
         ds = pydicom.dcmread(io.BytesIO(back))
         tensors.append(dicom_to_tensor(ds))
         uids.append(str(ds.SOPInstanceUID))
-    probs = _infer(client, settings.scan_model, "image", np.stack(tensors),
+    probs = _infer(client, settings.scan.model, "image", np.stack(tensors),
                    ["probabilities"])["probabilities"]
     for name, uid, row in zip(SAMPLE_SCANS, uids, probs):
         scores = ", ".join(f"{label}={p:.3f}" for label, p in zip(labels, row))
         print(f"  {name} sop_uid={uid}: {scores}")
 
-    print(f"vitals -> {settings.vitals_model}:")
+    print(f"vitals -> {settings.vitals.model}:")
     values = heart_rate_window()
     start = datetime.now(UTC) - timedelta(seconds=len(values))
     event = demo_vitals(str(uuid.uuid4()), start, values)
-    back = decode_vitals(_round_trip(settings, settings.topic_vitals, DEMO_PATIENT.encode(), event))
-    out = _infer(client, settings.vitals_model, "window",
+    back = decode_vitals(_round_trip(settings, settings.vitals.topic, DEMO_PATIENT.encode(), event))
+    out = _infer(client, settings.vitals.model, "window",
                  window_to_tensor(back.values)[None], ["risk", "forecast"])
     forecast = ", ".join(f"{c}={v:.1f}" for c, v in zip(CHANNELS, out["forecast"][0]))
     hr = [v[0] for v in back.values if v[0] is not None]

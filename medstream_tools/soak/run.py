@@ -48,7 +48,7 @@ def run(minutes: float, every_s: float, vitals_per_s: float, scans_per_s: float)
     samples: list[tuple[float, float, float, float]] = []
     try:
         worker.wait_ready()
-        load = SteadyLoad(settings.kafka_bootstrap, settings.topic_scans, settings.topic_vitals,
+        load = SteadyLoad(settings.kafka_bootstrap, settings.scan.topic, settings.vitals.topic,
                           vitals_per_s, scans_per_s).start()
         started = time.monotonic()
         try:

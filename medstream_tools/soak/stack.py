@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient
 
 from medstream_tools.localstack.stack import StackConfig
 from medstream_tools.soak.worker import ROOT
+from worker.kinds import KINDS
 from worker.security import kafka_security
 from worker.settings import Settings
 from worker.topics import topic_specs
@@ -42,25 +43,29 @@ def private_stack(state_dir: Path = STATE_DIR, model_repository: Path | None = N
 
 
 def run_environment(name: str, cfg: StackConfig, **env: str) -> tuple[Settings, dict[str, str]]:
-    """Create a run's four fresh topics on the stack's broker; (its Settings, the workers'
-    MEDSTREAM_* environment). `env`: more MEDSTREAM_<KEY> values."""
+    """Create a run's fresh topics (one per input kind, predictions, dead letters) on the
+    stack's broker; (its Settings, the workers' MEDSTREAM_* environment). `env`: more
+    MEDSTREAM_<NAME> values (flat names only)."""
     suffix = uuid.uuid4().hex[:8]
     bootstrap = f"127.0.0.1:{cfg.kafka_port}"
-    topics = {k: f"{name}-{k}-{suffix}" for k in ("scans", "vitals", "predictions", "deadletter")}
-    values = {
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "TRITON_GRPC_URL": f"127.0.0.1:{cfg.grpc_port}",
-        "TRITON_HTTP_URL": f"127.0.0.1:{cfg.http_port}",
-        "TRITON_METRICS_URL": f"127.0.0.1:{cfg.metrics_port}",
-        "APP_ID": f"{name}-{suffix}",
-        "RETRY_MAX_S": "2",
-        **{f"TOPIC_{k.upper()}": v for k, v in topics.items()},
-        **env,
+    inputs = {kind.name: f"{name}-{kind.name}-{suffix}" for kind in KINDS}
+    flat = {
+        "kafka_bootstrap": bootstrap,
+        "triton_grpc_url": f"127.0.0.1:{cfg.grpc_port}",
+        "triton_http_url": f"127.0.0.1:{cfg.http_port}",
+        "triton_metrics_url": f"127.0.0.1:{cfg.metrics_port}",
+        "app_id": f"{name}-{suffix}",
+        "retry_max_s": "2",
+        "topic_predictions": f"{name}-predictions-{suffix}",
+        "topic_deadletter": f"{name}-deadletter-{suffix}",
+        **{k.lower(): v for k, v in env.items()},
     }
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
+    settings = Settings(_env_file=None, **flat, **{k: {"topic": t} for k, t in inputs.items()})
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security(settings, "kafka-python"))
     try:
         admin.create_topics(topic_specs(settings))
     finally:
         admin.close()
-    return settings, {f"MEDSTREAM_{k}": v for k, v in values.items()}
+    variables = {f"MEDSTREAM_{k.upper()}": v for k, v in flat.items()}
+    variables |= {f"MEDSTREAM_{k.upper()}__TOPIC": t for k, t in inputs.items()}
+    return settings, variables

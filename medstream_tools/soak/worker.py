@@ -62,13 +62,16 @@ class WorkerProcess:
             env["MEDSTREAM_WORKER_ID"] = self.name
         return {**env, **self.overrides}
 
-    def start(self) -> WorkerProcess:
+    def argv(self) -> list[str]:
+        """The worker's command line."""
         level = ["--log-level", self.log_level] if self.log_level else []
+        return [sys.executable, "-m", "worker.cli", *level, "worker"]
+
+    def start(self) -> WorkerProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", *level, "worker"], cwd=ROOT, env=self.env(),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.argv(), cwd=ROOT, env=self.env(), stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1
         return self
 

@@ -14,16 +14,18 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chaos_worker import ROOT, WorkerProcess
 from kafka import KafkaAdminClient
 
 from medstream_tools.localstack.stack import StackConfig
+from worker.kinds import KINDS, default_models
 from worker.security import kafka_security
 from worker.settings import Settings
 from worker.topics import topic_specs
 
-MODELS = ("scan_cnn", "vitals_lstm")
+MODELS = default_models()  # one per input kind (worker/kinds/)
 SLOW_DELAY_MS = {"delay_min_ms": 1200, "delay_max_ms": 2400}  # the slow scenario's timeout: 2 s
 
 
@@ -87,10 +89,24 @@ class Scenario:
             worker.stop()
 
 
+def init_arguments(values: dict[str, str]) -> dict[str, Any]:
+    """Settings keyword arguments from variable names without MEDSTREAM_ (KIND__FIELD nests)."""
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        block, _, name = key.lower().partition("__")
+        if name:
+            kwargs.setdefault(block, {})[name] = value
+        else:
+            kwargs[block] = value
+    return kwargs
+
+
 def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Scenario:
-    """Create the scenario's four topics on `bootstrap` and build the worker environment."""
+    """Create the scenario's topics (one per kind, predictions, deadletter) on `bootstrap` and
+    build the worker environment."""
     suffix = uuid.uuid4().hex[:8]
-    topics = {k: f"chaos-{name}-{k}-{suffix}" for k in ("scans", "vitals", "predictions", "deadletter")}
+    topics = {f"{kind.name.upper()}__TOPIC": f"chaos-{name}-{kind.name}-{suffix}" for kind in KINDS}
+    topics |= {f"TOPIC_{k.upper()}": f"chaos-{name}-{k}-{suffix}" for k in ("predictions", "deadletter")}
     values = {
         "KAFKA_BOOTSTRAP": bootstrap,
         "TRITON_GRPC_URL": f"127.0.0.1:{cfg.grpc_port}",
@@ -98,10 +114,10 @@ def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Sc
         "TRITON_METRICS_URL": f"127.0.0.1:{cfg.metrics_port}",
         "APP_ID": f"chaos-{name}-{suffix}",
         "RETRY_MAX_S": "2",
-        **{f"TOPIC_{k.upper()}": v for k, v in topics.items()},
+        **topics,
         **env,
     }
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
+    settings = Settings(_env_file=None, **init_arguments(values))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security(settings, "kafka-python"))
     try:
         admin.create_topics(topic_specs(settings))

@@ -94,7 +94,7 @@ def test_broker_stopped_and_restarted_on_durable_storage(durable_broker, chaos_s
     sc = make_scenario("broker-restart", bootstrap, chaos_stack)
     request.addfinalizer(sc.stop_workers)
     worker = sc.worker().start()
-    load = SteadyLoad(bootstrap, sc.settings.topic_scans, sc.settings.topic_vitals).start()
+    load = SteadyLoad(bootstrap, sc.settings.scan.topic, sc.settings.vitals.topic).start()
     try:
         worker.wait_ready()
         wait_for("the worker to serve", lambda: worker.consumed() >= 60, 90)
@@ -110,7 +110,7 @@ def test_broker_stopped_and_restarted_on_durable_storage(durable_broker, chaos_s
     try:
         # What the broker itself lost (acknowledged, then gone after its restart) is not for
         # medstream to answer: count it, and check every input the broker kept.
-        held = input_ids(bootstrap, (sc.settings.topic_scans, sc.settings.topic_vitals))
+        held = input_ids(bootstrap, (sc.settings.scan.topic, sc.settings.vitals.topic))
         kept = {e: kind for e, kind in inputs.items() if e in held}
         counts = settle(sc.name, bootstrap, sc.outputs, kept, broker_down_s=DOWN_S,
                         resumed_after_restart_s=round(resumed_s, 1),

@@ -27,8 +27,8 @@ def partitions_served(worker: WorkerProcess) -> set[tuple[str, str]]:
 def test_group_survives_a_killed_member_and_a_joining_one(scenario) -> None:
     sc = scenario("rebalance")
     first, second, third = sc.worker(0), sc.worker(1), sc.worker(2)
-    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                      sc.settings.topic_vitals).start()
+    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
+                      sc.settings.vitals.topic).start()
     try:
         first.start(), second.start()
         first.wait_ready(), second.wait_ready()

@@ -128,7 +128,7 @@ def test_worker_serves_end_to_end_over_tls(tls_stack: TlsStack, request) -> None
         events += [("scan", scans.event(i)) for i in range(6)]
         events += [(kind, poison_event(kind, scans, rng)) for kind in ("vitals", "scan")]
         for kind, (event_id, key, value) in events:
-            topic = sc.settings.topic_scans if kind == "scan" else sc.settings.topic_vitals
+            topic = sc.settings.scan.topic if kind == "scan" else sc.settings.vitals.topic
             futures.append(producer.send(topic, key=key, value=value))
             inputs[event_id] = kind
         producer.flush()

@@ -31,8 +31,8 @@ QUIET_S = 5.0
 def test_triton_killed_mid_stream_then_restarted(scenario, chaos_stack) -> None:
     sc = scenario("triton-kill")
     worker = sc.worker().start()
-    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                      sc.settings.topic_vitals).start()
+    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
+                      sc.settings.vitals.topic).start()
     try:
         worker.wait_ready()
         wait_for("the worker to serve", lambda: worker.consumed() >= 60, 60)

@@ -26,8 +26,8 @@ def test_slow_triton_applies_back_pressure_with_bounded_memory(scenario) -> None
     worker = sc.worker().start()
     worker.wait_ready()
     baseline = worker.rss_mib()
-    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                      sc.settings.topic_vitals, vitals_per_s=50, scans_per_s=8).start()
+    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
+                      sc.settings.vitals.topic, vitals_per_s=50, scans_per_s=8).start()
     rss, lag = [baseline], [0.0]
     try:
         started = time.monotonic()

@@ -25,8 +25,8 @@ def in_flight(worker) -> float:
 def test_worker_sigkilled_mid_batch_then_restarted_loses_nothing(scenario) -> None:
     sc = scenario("worker-kill", SCAN_MODEL="scan_cnn_slow", VITALS_MODEL="vitals_lstm_slow")
     worker = sc.worker().start()
-    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.topic_scans,
-                      sc.settings.topic_vitals).start()
+    load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
+                      sc.settings.vitals.topic).start()
     try:
         worker.wait_ready()
         wait_for("the worker to serve", lambda: worker.consumed() >= 60, 60)

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.integration
 
 def test_demo_prints_a_prediction_per_sample(settings: Settings, topic_factory, capsys) -> None:
     private = settings.model_copy(update={
-        "topic_scans": topic_factory("demo-scans", partitions=2),
-        "topic_vitals": topic_factory("demo-vitals", partitions=2),
+        "scan": settings.scan.model_copy(
+            update={"topic": topic_factory("demo-scans", partitions=2)}),
+        "vitals": settings.vitals.model_copy(
+            update={"topic": topic_factory("demo-vitals", partitions=2)}),
     })
     run_demo(private)
     out = capsys.readouterr().out

@@ -23,7 +23,7 @@ WAIT_S = 60  # upper bound for a round trip; a hang fails instead of blocking th
 
 
 def test_medstream_topics_exist_with_configured_partitions(settings: Settings) -> None:
-    names = [settings.topic_scans, settings.topic_vitals,
+    names = [settings.scan.topic, settings.vitals.topic,
              settings.topic_predictions, settings.topic_deadletter]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
@@ -36,7 +36,7 @@ def test_medstream_topics_exist_with_configured_partitions(settings: Settings) -
 
 def test_scan_topic_spec_carries_a_three_megabyte_dicom(settings: Settings) -> None:
     """Tansu does not report topic configs, so check the effect: a 3 MB record round-trips."""
-    spec = next(t for t in topic_specs(settings) if t.name == settings.topic_scans)
+    spec = next(t for t in topic_specs(settings) if t.name == settings.scan.topic)
     spec.name = f"scans-big-{uuid.uuid4().hex[:12]}"
     create_topics(settings.kafka_bootstrap, [spec])
     payload = bytes(range(256)) * (3 * 1024 * 4)  # 3 MiB

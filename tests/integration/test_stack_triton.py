@@ -18,7 +18,7 @@ RNG = np.random.default_rng(7)
 
 def _labels(settings: Settings) -> list[str]:
     client = grpcclient.InferenceServerClient(settings.triton_grpc_url)
-    config = client.get_model_config(settings.scan_model, as_json=True)["config"]
+    config = client.get_model_config(settings.scan.model, as_json=True)["config"]
     return config["parameters"]["labels"]["string_value"].split(",")
 
 
@@ -40,7 +40,7 @@ def test_scan_cnn_batch(settings: Settings, client_mod) -> None:
     images = RNG.random((6, 1, 128, 128), dtype=np.float32)
     tensor = client_mod.InferInput("image", list(images.shape), "FP32")
     tensor.set_data_from_numpy(images)
-    result = client.infer(settings.scan_model, [tensor])
+    result = client.infer(settings.scan.model, [tensor])
     _check_scan(result.as_numpy("probabilities"), 6, len(_labels(settings)))
 
 
@@ -52,7 +52,7 @@ def test_vitals_lstm_batch(settings: Settings, client_mod) -> None:
     windows[:, :, :6] = RNG.normal(size=(5, 60, 6))
     tensor = client_mod.InferInput("window", list(windows.shape), "FP32")
     tensor.set_data_from_numpy(windows)
-    result = client.infer(settings.vitals_model, [tensor])
+    result = client.infer(settings.vitals.model, [tensor])
     _check_vitals(result.as_numpy("risk"), result.as_numpy("forecast"), 5)
 
 
@@ -66,8 +66,8 @@ def test_concurrent_requests_match_one_batched_request(settings: Settings) -> No
         tensor.set_data_from_numpy(rows)
         return [tensor]
 
-    together = client.infer(settings.scan_model, request(images)).as_numpy("probabilities")
-    pending = [client.async_infer(settings.scan_model, request(images[i:i + 1])) for i in range(8)]
+    together = client.infer(settings.scan.model, request(images)).as_numpy("probabilities")
+    pending = [client.async_infer(settings.scan.model, request(images[i:i + 1])) for i in range(8)]
     singles = np.concatenate([p.get_result().as_numpy("probabilities") for p in pending])
     client.close()
     np.testing.assert_allclose(singles, together, rtol=1e-4, atol=1e-6)
@@ -75,7 +75,7 @@ def test_concurrent_requests_match_one_batched_request(settings: Settings) -> No
 
 def test_model_configs_expose_labels_and_version(settings: Settings) -> None:
     client = grpcclient.InferenceServerClient(settings.triton_grpc_url)
-    for model in (settings.scan_model, settings.vitals_model):
+    for model in (settings.scan.model, settings.vitals.model):
         config = client.get_model_config(model, as_json=True)["config"]
         assert config["parameters"]["model_sha256"]["string_value"]
         assert int(config["max_batch_size"]) > 0
@@ -85,4 +85,4 @@ def test_model_configs_expose_labels_and_version(settings: Settings) -> None:
 def test_triton_metrics_endpoint_counts_inferences(settings: Settings) -> None:
     with urllib.request.urlopen(f"http://{settings.triton_metrics_url}/metrics", timeout=10) as r:
         text = r.read().decode()
-    assert f'nv_inference_count{{model="{settings.scan_model}"' in text
+    assert f'nv_inference_count{{model="{settings.scan.model}"' in text

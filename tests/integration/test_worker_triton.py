@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from tests.support.ports import free_port
-from worker.agents.scans import scan_model_spec
-from worker.agents.vitals import vitals_model_spec
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelSpec, TensorSpec
 from worker.inference.triton import TritonBackend
+from worker.kinds.scan import scan_model_spec
+from worker.kinds.vitals import vitals_model_spec
 from worker.metrics import Metrics
 from worker.settings import Settings
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from producers.settings import ProducerSettings
-from worker.settings import Settings
+from worker.kinds import default_models
+from worker.settings import LEGACY_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +36,25 @@ def test_compose_file_matches_the_compose_spec(compose: dict) -> None:
     assert errors == []
 
 
+def is_setting(variable: str) -> bool:
+    """MEDSTREAM_X is a field, MEDSTREAM_KIND__FIELD a field of a kind's block, or a legacy name."""
+    name = variable.removeprefix("MEDSTREAM_").lower()
+    fields = ProducerSettings.model_fields  # a superset of Settings'
+    block, _, field = name.partition("__")
+    if field:
+        annotation = fields[block].annotation if block in fields else None
+        return isinstance(annotation, type) and issubclass(annotation, BaseModel) \
+            and field in annotation.model_fields
+    return name in fields or name in LEGACY_NAMES
+
+
+def test_the_setting_check_knows_nested_and_legacy_names() -> None:
+    assert is_setting("MEDSTREAM_SCAN__MAX_BATCH") and is_setting("MEDSTREAM_VITALS__TOPIC")
+    assert is_setting("MEDSTREAM_SCAN_MAX_BATCH") and is_setting("MEDSTREAM_KAFKA_BOOTSTRAP")
+    assert not is_setting("MEDSTREAM_SCAN__NOPE") and not is_setting("MEDSTREAM_KAFKA__X")
+
+
 def test_every_medstream_variable_is_a_settings_field(compose: dict) -> None:
-    fields = set(Settings.model_fields) | set(ProducerSettings.model_fields)
     used = {
         name
         for service in compose["services"].values()
@@ -43,7 +62,7 @@ def test_every_medstream_variable_is_a_settings_field(compose: dict) -> None:
         if name.startswith("MEDSTREAM_")
     }
     assert used, "compose sets no MEDSTREAM_* variable"
-    assert sorted(n for n in used if n.removeprefix("MEDSTREAM_").lower() not in fields) == []
+    assert sorted(n for n in used if not is_setting(n)) == []
 
 
 def test_mounted_host_paths_exist(compose: dict) -> None:
@@ -63,6 +82,12 @@ def test_triton_loads_every_model_of_the_repository(compose: dict) -> None:
     models = {p.parent.name for p in (ROOT / "triton_models").glob("*/config.pbtxt")}
     assert "--model-control-mode=explicit" in command
     assert loaded == models
+
+
+def test_triton_loads_the_models_of_the_registered_kinds(compose: dict) -> None:
+    command = compose["services"]["triton"]["command"]
+    loaded = {arg.split("=", 1)[1] for arg in command if arg.startswith("--load-model=")}
+    assert loaded == set(default_models())
 
 
 def test_prometheus_scrape_targets_are_compose_services(compose: dict) -> None:

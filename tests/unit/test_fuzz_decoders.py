@@ -39,8 +39,6 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from worker.agents.scans import scan_kind
-from worker.agents.vitals import vitals_kind
 from worker.contracts import (
     ScanEnvelope,
     VitalsWindow,
@@ -50,6 +48,8 @@ from worker.contracts import (
 )
 from worker.errors import PoisonMessage
 from worker.inference.protocol import ModelInfo
+from worker.kinds.scan import scan_kind
+from worker.kinds.vitals import vitals_kind
 from worker.preprocess.scan import MAX_DECODED_BYTES
 from worker.settings import Settings
 

@@ -8,12 +8,12 @@ from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
 from tests.support.fake_backend import FakeBackend
-from worker.agents.scans import scan_model_spec
-from worker.agents.vitals import vitals_model_spec
 from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, RetryableInference
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import check_model, classify_error
+from worker.kinds.scan import scan_model_spec
+from worker.kinds.vitals import vitals_model_spec
 from worker.metrics import Metrics
 from worker.settings import Settings
 

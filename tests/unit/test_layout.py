@@ -31,7 +31,7 @@ OPTIONAL_IMPORTS = {
     ("producers/vitals_sources.py", "scipy"): "`produce vitals --mitbih` only: the ECG excerpt "
     "ships in the scipy wheel, R peaks via scipy.signal; without scipy a clear SourceError",
 }
-SUPPORT_DIRS = ("tests/support", "tests/chaos", "medstream_tools/soak")
+SUPPORT_DIRS = ("tests/support", "tests/chaos", "tests/integration", "medstream_tools/soak")
 KNOWN_DUPLICATES = {
     # tests/chaos/chaos_stack.py is being reworked with the nested settings; after that merge
     # it takes STATE_DIR and the ports from medstream_tools.soak.stack and loses its copy.

@@ -12,12 +12,12 @@ from pydicom.data import get_testdata_file
 
 from tests.support.fake_backend import POISON_VALUE, FakeBackend
 from tests.support.fake_backend import toy_kind as kind
-from worker.agents.scans import scan_kind
-from worker.agents.vitals import vitals_kind
 from worker.contracts import InputRecord, VitalsWindow, encode_vitals
 from worker.errors import RetryableInference
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, RetryingBackend
+from worker.kinds.scan import scan_kind
+from worker.kinds.vitals import vitals_kind
 from worker.metrics import Metrics
 from worker.pipeline import run_batch
 from worker.settings import Settings

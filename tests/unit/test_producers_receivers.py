@@ -56,7 +56,7 @@ class FakeStoreEvent:
 
 def _settings(tmp_path: Path) -> ProducerSettings:
     return ProducerSettings(
-        pseudonym_key=KEY, claim_check_dir=tmp_path, topic_scans="s", topic_vitals="v"
+        pseudonym_key=KEY, claim_check_dir=tmp_path, scan={"topic": "s"}, vitals={"topic": "v"}
     )
 
 

@@ -30,7 +30,7 @@ def test_broker_urls() -> None:
 
 def test_create_app_wires_agents_routes_and_settings(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, kafka_bootstrap="127.0.0.1:9", web_port=6999,
-                        state_dir=tmp_path, scan_max_batch=100, app_id="unit-app")
+                        state_dir=tmp_path, scan={"max_batch": 100}, app_id="unit-app")
     models = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
               "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
     app = create_app(settings, models)

@@ -6,6 +6,7 @@ import numpy as np
 
 from worker.contracts import CHANNELS, VitalsWindow, decode_vitals
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
+from worker.kinds.base import KindSpec
 from worker.pipeline import Kind
 from worker.postprocess import vitals_prediction
 from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
@@ -35,7 +36,10 @@ def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsWindow]:
         name="vitals",
         model=model,
         input_name=INPUT,
-        max_bytes=settings.max_vitals_bytes,
+        max_bytes=settings.vitals.max_bytes,
         prepare=prepare_vitals,
         build=vitals_prediction,
     )
+
+
+VITALS = KindSpec(name="vitals", model_spec=vitals_model_spec, build=vitals_kind)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.support.fake_backend import FakeBackend, toy_kind
-from worker.agents.common import BatchServer, record_of, serve_stream
 from worker.metrics import Metrics
+from worker.serving import BatchServer, record_of, serve_stream
 
 
 def event(offset: int, value: bytes, partition: int = 0) -> Any:

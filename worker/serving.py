@@ -1,4 +1,4 @@
-"""The at-least-once batch loop shared by every agent.
+"""The at-least-once batch loop that serves every kind's agent (`BatchServer`, `serve_stream`).
 
 Per batch from `stream.noack_take(max_batch, within)` (never plain `take()`, which acks in a
 `finally` even when the body raised): run the pipeline, send one output per input (prediction

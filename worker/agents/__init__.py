@@ -1,1 +1,0 @@
-"""Faust agents, one per event kind, on the shared at-least-once batch loop."""
