@@ -29,6 +29,7 @@ import pytest
 from kafka import KafkaAdminClient
 from pydicom.data import get_testdata_file
 
+from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -82,12 +83,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     work.mkdir()
     yield Installed(tmp / "venv/bin/medstream", work, time.monotonic() - start)
     shutil.rmtree(tmp / "venv")  # ~280 MB; the logs in work/ stay for a failed run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +183,7 @@ def test_topics_creates_the_configured_topics(topics: set[str], settings: Settin
 def test_worker_becomes_ready_and_stops_on_sigterm(
         installed: Installed, env: dict[str, str], topics: set[str],
         service: Callable[..., subprocess.Popen[str]]) -> None:
-    port = _free_port()
+    port = free_port()
     proc = service({**env, "MEDSTREAM_WEB_PORT": str(port)}, "worker")
     _wait_until(installed, proc, "200 from /ready",
                 lambda: _http_status(f"http://127.0.0.1:{port}/ready") == 200)
@@ -198,9 +193,9 @@ def test_worker_becomes_ready_and_stops_on_sigterm(
 def test_receive_dicom_answers_c_echo(
         installed: Installed, env: dict[str, str], topics: set[str],
         service: Callable[..., subprocess.Popen[str]]) -> None:
-    port = _free_port()
+    port = free_port()
     proc = service({**env, "MEDSTREAM_DICOM_PORT": str(port),
-                    "MEDSTREAM_DICOM_METRICS_PORT": str(_free_port())}, "receive", "dicom")
+                    "MEDSTREAM_DICOM_METRICS_PORT": str(free_port())}, "receive", "dicom")
     echo = ["echoscu", "-aec", "MEDSTREAM", "127.0.0.1", str(port)]
     _wait_until(installed, proc, "C-ECHO answer", lambda: subprocess.run(
         echo, capture_output=True, timeout=30, check=False).returncode == 0)
@@ -209,7 +204,7 @@ def test_receive_dicom_answers_c_echo(
 
 def test_receive_hl7_listens(installed: Installed, env: dict[str, str], topics: set[str],
                              service: Callable[..., subprocess.Popen[str]]) -> None:
-    port, metrics = _free_port(), _free_port()
+    port, metrics = free_port(), free_port()
     proc = service({**env, "MEDSTREAM_HL7_PORT": str(port),
                     "MEDSTREAM_HL7_METRICS_PORT": str(metrics)}, "receive", "hl7")
 
