@@ -29,7 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from worker.errors import PoisonMessage
+from worker.errors import DeadLetterReason, PoisonMessage
 from worker.preprocess.scan import _decode, _single_frame, dataset_window, resize
 
 INTERPOLATIONS = ("nearest", "area")
@@ -64,7 +64,7 @@ def _voi_window(image: np.ndarray, centre: float, width: float, function: str) -
     if function == "LINEAR_EXACT":
         return np.clip((image - centre) / width + 0.5, 0.0, 1.0)
     if width < 1:  # LINEAR requires width >= 1
-        raise PoisonMessage("window", f"LINEAR window width {width} < 1")
+        raise PoisonMessage(DeadLetterReason.WINDOW, f"LINEAR window width {width} < 1")
     if width == 1:  # the standard's threshold case
         return (image > centre - 0.5).astype(np.float64)
     return np.clip((image - (centre - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
@@ -86,13 +86,13 @@ def to_unit_grey(image: np.ndarray, ds: pydicom.Dataset | None = None) -> np.nda
     image = np.asarray(image, dtype=np.float64)
     lowest, highest = float(image.min()), float(image.max())  # NaN/inf show up here
     if not (np.isfinite(lowest) and np.isfinite(highest)):
-        raise PoisonMessage("non_finite", "image contains NaN or infinite pixel values")
+        raise PoisonMessage(DeadLetterReason.NON_FINITE, "image contains NaN or infinite pixel values")
     if ds is not None and "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         try:
             stored = np.rint(image).astype(np.int64)  # a LUT is indexed by integer values
             mapped = np.asarray(apply_voi_lut(stored, ds, prefer_lut=True), dtype=np.float64)
         except Exception as exc:  # malformed LUT descriptor or data
-            raise PoisonMessage("voi_lut", f"cannot apply VOI LUT: {type(exc).__name__}") from exc
+            raise PoisonMessage(DeadLetterReason.WINDOW, f"cannot apply VOI LUT: {type(exc).__name__}") from exc
         return _min_max(mapped)
     window = dataset_window(ds) if ds is not None else None
     if window is not None:
@@ -140,13 +140,13 @@ def rgb8_to_input(rgb8: np.ndarray, fmt: RgbFormat) -> np.ndarray:
 def _check_image(pixels: np.ndarray) -> np.ndarray:
     pixels = np.asarray(pixels)
     if not np.issubdtype(pixels.dtype, np.number) or pixels.dtype == np.bool_:
-        raise PoisonMessage("pixel_decode", f"pixel dtype {pixels.dtype} is not numeric")
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"pixel dtype {pixels.dtype} is not numeric")
     if pixels.ndim == 3 and pixels.shape[-1] == 4:
         pixels = pixels[..., :3]
     if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] == 3)):
-        raise PoisonMessage("shape", f"expected a 2-D grey or (H, W, 3) image, got {pixels.shape}")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"expected a 2-D grey or (H, W, 3) image, got {pixels.shape}")
     if min(pixels.shape[:2]) < 2:
-        raise PoisonMessage("shape", f"image too small: {pixels.shape}")
+        raise PoisonMessage(DeadLetterReason.SHAPE, f"image too small: {pixels.shape}")
     return pixels
 
 
@@ -193,7 +193,7 @@ def dicom_to_rgb8(ds: pydicom.Dataset, size: int = 150, *,
         try:
             arr = apply_modality_lut(arr, ds)
         except Exception as exc:  # malformed LUT / rescale elements
-            raise PoisonMessage("modality_lut", f"cannot apply modality LUT: {exc}") from exc
+            raise PoisonMessage(DeadLetterReason.MODALITY_LUT, f"cannot apply modality LUT: {exc}") from exc
         return pixels_to_rgb8(arr, size, ds=ds, interpolation=interpolation)
     return pixels_to_rgb8(arr, size, interpolation=interpolation)
 
