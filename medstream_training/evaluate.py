@@ -56,7 +56,7 @@ class EvaluateOptions:
 
 
 def read_config_parameters(config: Path) -> dict[str, str]:
-    """The string parameters of a config.pbtxt written by triton_models.export."""
+    """The string parameters of a config.pbtxt written by medstream_training.export."""
     import re
 
     pattern = re.compile(r'key: "([^"]+)"\s*value \{ string_value: "([^"]*)" \}')
