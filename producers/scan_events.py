@@ -14,6 +14,7 @@ import pydicom
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
+from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
 from producers.claimcheck import ClaimCheckStore, envelope
@@ -72,15 +73,9 @@ def _check_pixels(ds: Dataset) -> None:
                             f"no installed decoder for transfer syntax {syntax.name[:80]!r}")
     if syntax.is_compressed:
         return
-    try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1) or 1)
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-        ) // 8
-    except (AttributeError, TypeError, ValueError) as exc:
+    try:  # pydicom's length knows YBR_FULL_422 subsampling and 1-bit packing
+        expected = int(get_expected_length(ds, unit="bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"image pixel module incomplete: {exc}") from exc
     if len(ds.PixelData or b"") < expected:
         raise PoisonMessage(DeadLetterReason.TRUNCATED_PIXEL_DATA,

@@ -152,3 +152,17 @@ def test_producers_refuse_pixel_data_no_decoder_handles(tmp_path: Path) -> None:
         build_scan_event(encode(ds), pseudonyms=Pseudonymizer(KEY), max_message_bytes=2**24,
                          store=ClaimCheckStore(tmp_path))
     assert info.value.reason == "unsupported_transfer_syntax" and "HEVC" in str(info.value)
+
+
+def test_producers_accept_native_subsampled_ycbcr_and_bit_packed_pixels(tmp_path: Path) -> None:
+    """YBR_FULL_422 stores 2 bytes a pixel and SEG 1 bit: neither is `truncated_pixel_data`."""
+    for name in ("SC_ybr_full_422_uncompressed.dcm", "liver.dcm"):
+        event = build_scan_event(raw(name), pseudonyms=Pseudonymizer(KEY),
+                                 max_message_bytes=2**24, store=ClaimCheckStore(tmp_path))
+        assert event.value.startswith(b"\0" * 128 + b"DICM")
+    ds = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    ds.PixelData = ds.PixelData[:-2]
+    with pytest.raises(PoisonMessage) as info:
+        build_scan_event(encode(ds), pseudonyms=None, max_message_bytes=2**24,
+                         store=ClaimCheckStore(tmp_path))
+    assert info.value.reason == "truncated_pixel_data"
