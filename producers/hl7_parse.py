@@ -33,7 +33,7 @@ ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = (
 _DTM = re.compile(r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?"
                   r"(?P<offset>[+-]\d{4})?")
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-"""Observation times before this are refused as malformed (e.g. 00010101000000)."""
+"""Times in a year before this one are refused as malformed (e.g. 00010101000000)."""
 MAX_AHEAD = timedelta(days=1)
 """Observation times more than this after receipt are refused (a wrong clock or date)."""
 
@@ -89,14 +89,13 @@ def parse_time(text: str, local: tzinfo = UTC, name: str = "time") -> datetime |
         if match is None or (match["offset"] and not _valid_offset(match["offset"])):
             raise ValueError("not an HL7 DTM")
         moment = hl7.parse_datetime(text)
-        moment = moment if match["offset"] else moment.replace(tzinfo=local)
-        moment = moment.astimezone(UTC)
-    except (ValueError, TypeError, OverflowError) as exc:
+        if moment.year < EARLIEST.year:  # checked before converting: year 1 at UTC+1 is year 0
+            raise Hl7Reject("AE", "invalid_time", f"{name} lies before {EARLIEST.year}",
+                            ERR_DATA_TYPE)
+        return (moment if match["offset"] else moment.replace(tzinfo=local)).astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as exc:  # also year 9999 at UTC-12
         raise Hl7Reject("AE", "invalid_time", f"{name} is not a valid HL7 date/time",
                         ERR_DATA_TYPE) from exc
-    if moment < EARLIEST:
-        raise Hl7Reject("AE", "invalid_time", f"{name} lies before {EARLIEST.year}", ERR_DATA_TYPE)
-    return moment
 
 
 def _valid_offset(offset: str) -> bool:
