@@ -8,8 +8,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import HEVCMP51
 
 from medstream_tools.localstack.process import port_open
 from tests.support.ports import free_port
@@ -30,6 +33,7 @@ from tests.support.producers import (
     wait_until_up,
 )
 from worker.contracts import decode_vitals
+from worker.scan_input import ClaimCheckPolicy, load_scan
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -73,6 +77,44 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     assert 'reason="no_pixel_data",source="dicom_scp"} 1.0' in text
     assert 'source="dicom_scp",status="0xC000"} 1.0' in text
     assert 'reason="association_rejected",source="dicom_scp"} 1.0' in text
+
+
+
+def test_dicom_scp_stores_compressed_syntaxes_the_worker_decodes_and_refuses_video(
+    settings: Settings, topic_factory, receiver, tmp_path: Path
+) -> None:
+    """Issue 12: JPEG Lossless SV1, JPEG-LS and 12-bit JPEG Extended were acknowledged with
+    Success and then dead-lettered as `pixel_decode`. Now what is stored decodes, and a syntax
+    no decoder handles is refused at association negotiation (the sender keeps it)."""
+    topic, port = topic_factory("scans"), free_port()
+    args = ["dicom", "--port", str(port), "--ae-title", "MEDTEST", "--topic", topic,
+            "--metrics-port", "0"]
+    proc = receiver(args, client_env(settings))
+    wait_until_up(lambda: dicom_echo_ok(port, "MEDTEST"), proc)
+    # storescu proposes a compressed syntax only when told to (and would convert otherwise)
+    sent = {"JPGLosslessP14SV1_1s_1f_8b.dcm": "-xs", "MR_small_jpeg_ls_lossless.dcm": "-xt",
+            "JPGExtended.dcm": "-xx"}
+    store = ["storescu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
+    for name, propose in sent.items():
+        ok = run_client([*store, propose, get_testdata_file(name)])
+        assert ok.returncode == 0, ok.stderr
+    video = pydicom.dcmread(CT)
+    video.file_meta.TransferSyntaxUID = HEVCMP51
+    video.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x00\x01" * 4])
+    video["PixelData"].VR = "OB"
+    video.save_as(tmp_path / "video.dcm", enforce_file_format=True)
+    refused = run_client([*store, "-x4", str(tmp_path / "video.dcm")])
+    assert refused.returncode != 0 and "presentation context" in refused.stderr.lower(), refused
+    names = list(sent)
+    records = consume(settings, topic, len(names))
+    assert len(records) == len(names)
+    syntaxes = set()
+    for record in records:
+        ds = assert_deidentified(record.value)
+        syntaxes.add(ds.file_meta.TransferSyntaxUID.name)
+        _, tensor = load_scan(record.value, ClaimCheckPolicy(None, 10**8), require_deid=True)
+        assert np.isfinite(tensor).all() and tensor.max() > tensor.min()
+    assert len(syntaxes) == 3  # stored as sent: still compressed
 
 
 
