@@ -18,7 +18,7 @@ from producers.claimcheck import ClaimCheckStore
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics
 from producers.publisher import Publisher, PublishFailed
-from producers.scan_events import build_scan_event
+from producers.scan_events import build_scan_event, decodable_syntax
 from producers.settings import ProducerSettings
 from worker.errors import PoisonMessage
 
@@ -92,8 +92,9 @@ def start_scp(handler: StoreHandler) -> ThreadedAssociationServer:
     """Start the SCP in the background on settings.dicom_host:dicom_port; returns the server."""
     settings = handler.settings
     ae = AE(ae_title=settings.dicom_ae_title)
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    syntaxes = [uid for uid in ALL_TRANSFER_SYNTAXES if decodable_syntax(uid)]
+    for context in AllStoragePresentationContexts:  # the sender picks a syntax we can decode
+        ae.add_supported_context(context.abstract_syntax, syntaxes)
     ae.add_supported_context(Verification)
     ae.maximum_pdu_size = 0  # no limit on received PDUs
     ae.require_called_aet = True  # associations must address our AE title

@@ -1,12 +1,10 @@
-"""Vital-sign observation codes accepted in OBX-3 and unit conversions for OBX-6.
+"""Vital-sign observation codes accepted in OBX-3 (units: producers/hl7_units.py).
 
 LOINC codes (the US Core / HL7 vital-signs panel) and IEEE 11073 MDC codes as sent by bedside
 monitors through IHE PCD-01 (matched by numeric code or by the MDC_ reference id).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 CODES: dict[str, str] = {
     # LOINC
@@ -44,33 +42,6 @@ CODES: dict[str, str] = {
 }
 
 
-def _f_to_c(value: float) -> float:
-    return (value - 32.0) * 5.0 / 9.0
-
-
-# unit (OBX-6.1 or its MDC reference id, case-insensitive) -> conversion to the channel's unit;
-# units not listed are taken as the channel's canonical unit (bpm, %, /min, mmHg, Cel)
-CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
-    ("temp", "[degf]"): _f_to_c,
-    ("temp", "degf"): _f_to_c,
-    ("temp", "mdc_dim_fahr"): _f_to_c,
-    ("sbp", "kpa"): lambda v: v * 7.50062,
-    ("dbp", "kpa"): lambda v: v * 7.50062,
-    ("sbp", "mdc_dim_kilo_pascal"): lambda v: v * 7.50062,
-    ("dbp", "mdc_dim_kilo_pascal"): lambda v: v * 7.50062,
-    ("spo2", "1"): lambda v: v * 100.0 if v <= 1.0 else v,  # fraction
-}
-
-
 def channel_for(code: str, text: str) -> str | None:
     """Channel of an OBX-3 identifier (code or MDC reference id), or None when unknown."""
     return CODES.get(code.strip()) or CODES.get(text.strip().upper())
-
-
-def convert(channel: str, units: list[str], value: float) -> float:
-    """`value` in the channel's canonical unit, given OBX-6 unit components."""
-    for unit in units:
-        conversion = CONVERSIONS.get((channel, unit.strip().lower()))
-        if conversion is not None:
-            return conversion(value)
-    return value

@@ -1,8 +1,10 @@
 """`medstream receive hl7`: an MLLP listener for ORU^R01 vital signs, publishing to `vitals`.
 
 Each message is answered on the same connection: AA once its window is acknowledged by
-Kafka; AR (rejected: not HL7, wrong type) or AE (error: no patient, no usable vital sign,
-Kafka unavailable - the sender should retry) with MSA-3 and an ERR segment otherwise.
+Kafka; AR (rejected: not HL7, wrong type) or AE (error: no patient, no usable vital sign, a
+unit or date that cannot be read, Kafka unavailable - the sender should retry) with MSA-3 and
+an ERR segment otherwise. Whatever goes wrong with one message is that message's AE: the
+connection stays open for the next one.
 """
 
 from __future__ import annotations
@@ -51,12 +53,20 @@ class Hl7Receiver:
         try:
             self._publish(text)
         except Hl7Reject as exc:
-            self.metrics.rejected.labels(SOURCE, exc.reason).inc()
-            log.warning("HL7 message answered %s: %s: %s", exc.ack_code, exc.reason, exc)
-            self.metrics.responses.labels(SOURCE, exc.ack_code).inc()
-            return build_ack(text, exc.ack_code, exc)
+            return self._nak(text, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug on this one message: AE, connection kept
+            log.error("HL7 message failed: %s (a bug)", type(exc).__name__)
+            return self._nak(text, Hl7Reject(
+                "AE", "internal_error", f"message not processed ({type(exc).__name__})",
+                ERR_APPLICATION))
         self.metrics.responses.labels(SOURCE, "AA").inc()
-        return build_ack(text, "AA")
+        return _ack(text, "AA")
+
+    def _nak(self, text: str, exc: Hl7Reject) -> str:
+        self.metrics.rejected.labels(SOURCE, exc.reason).inc()
+        log.warning("HL7 message answered %s: %s: %s", exc.ack_code, exc.reason, exc)
+        self.metrics.responses.labels(SOURCE, exc.ack_code).inc()
+        return _ack(text, exc.ack_code, exc)
 
     def _publish(self, text: str) -> None:
         message = parse_oru(text, datetime.now(UTC), ZoneInfo(self.settings.hl7_timezone))
@@ -125,6 +135,14 @@ async def serve(receiver: Hl7Receiver, stop: asyncio.Event) -> None:
             await stop.wait()
     finally:
         executor.shutdown(wait=True)
+
+
+def _ack(text: str, code: str, error: Hl7Reject | None = None) -> str:
+    """build_ack, falling back to an ACK that copies nothing from a message it cannot read."""
+    try:
+        return build_ack(text, code, error)
+    except Exception:  # noqa: BLE001 - the sender must get an answer whatever `text` holds
+        return build_ack("", code, error)
 
 
 def _decode(block: bytes) -> str:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import hl7
 from hl7.exceptions import HL7Exception
 
-from producers.hl7_codes import channel_for, convert
+from producers.hl7_codes import channel_for
+from producers.hl7_units import UnitError, to_canonical
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,14 @@ ERR_REQUIRED_FIELD, ERR_DATA_TYPE, ERR_UNSUPPORTED_TYPE, ERR_APPLICATION = (
     "200",
     "207",
 )
+
+
+_DTM = re.compile(r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?"
+                  r"(?P<offset>[+-]\d{4})?")
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+"""Times in a year before this one are refused as malformed (e.g. 00010101000000)."""
+MAX_AHEAD = timedelta(days=1)
+"""Observation times more than this after receipt are refused (a wrong clock or date)."""
 
 
 class Hl7Reject(Exception):
@@ -64,23 +74,32 @@ def _field(segment: hl7.Segment, number: int, component: int = 1, repeat: int = 
         return ""
 
 
-def parse_time(text: str, local: tzinfo = UTC) -> datetime | None:
-    """HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) in UTC; None if unusable.
+def parse_time(text: str, local: tzinfo = UTC, name: str = "time") -> datetime | None:
+    """HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) in UTC; None when `text` is empty.
 
-    A time without an offset is in the sender's time zone `local`.
+    A time without an offset is in the sender's time zone `local`. Anything else - a malformed
+    or impossible date, an offset beyond +/-14:00, a year before 1900 - raises Hl7Reject (AE)
+    naming the field `name` (never the value: dates can identify a patient).
     """
     text = text.strip()
     if not text:
         return None
+    match = _DTM.fullmatch(text)
     try:
+        if match is None or (match["offset"] and not _valid_offset(match["offset"])):
+            raise ValueError("not an HL7 DTM")
         moment = hl7.parse_datetime(text)
-    except (ValueError, TypeError):
-        return None
-    return (moment if _has_offset(text) else moment.replace(tzinfo=local)).astimezone(UTC)
+        if moment.year < EARLIEST.year:  # checked before converting: year 1 at UTC+1 is year 0
+            raise Hl7Reject("AE", "invalid_time", f"{name} lies before {EARLIEST.year}",
+                            ERR_DATA_TYPE)
+        return (moment if match["offset"] else moment.replace(tzinfo=local)).astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as exc:  # also year 9999 at UTC-12
+        raise Hl7Reject("AE", "invalid_time", f"{name} is not a valid HL7 date/time",
+                        ERR_DATA_TYPE) from exc
 
 
-def _has_offset(text: str) -> bool:
-    return "+" in text or "-" in text[4:]
+def _valid_offset(offset: str) -> bool:
+    return int(offset[1:3]) <= 14 and int(offset[3:]) < 60
 
 
 def normalise(text: str) -> str:
@@ -121,8 +140,8 @@ def parse_oru(text: str, received_at: datetime, local: tzinfo = UTC) -> OruMessa
         )
     default_time = _default_time(message, msh, received_at, local)
     result = OruMessage(control_id, patient_id, _device(message), [])
-    for obx in message.segments("OBX") if _has(message, "OBX") else []:
-        _add_observation(result, obx, default_time, local)
+    for number, obx in enumerate(message.segments("OBX") if _has(message, "OBX") else [], 1):
+        _add_observation(result, obx, number, default_time, received_at, local)
     if not result.observations:
         detail = (
             f"unknown observation codes {sorted(set(result.unknown_codes))}"
@@ -142,7 +161,15 @@ def _default_time(
 ) -> datetime:
     """OBR-7 observation time, else MSH-7, else the time we received the message."""
     obr = _field(message.segment("OBR"), 7) if _has(message, "OBR") else ""
-    return parse_time(obr, local) or parse_time(_field(msh, 7), local) or received_at
+    sent = parse_time(_field(msh, 7), local, "MSH-7")  # validated even when OBR-7 is set
+    return _not_ahead(parse_time(obr, local, "OBR-7") or sent or received_at, received_at)
+
+
+def _not_ahead(moment: datetime, received_at: datetime) -> datetime:
+    if moment > received_at + MAX_AHEAD:
+        raise Hl7Reject("AE", "invalid_time", "observation time lies more than a day after "
+                        "receipt (check the sender's clock)", ERR_DATA_TYPE)
+    return moment
 
 
 def _device(message: hl7.Message) -> str:
@@ -154,9 +181,9 @@ def _device(message: hl7.Message) -> str:
     return _field(message.segment("MSH"), 3) or "hl7"
 
 
-def _add_observation(
-    result: OruMessage, obx: hl7.Segment, default_time: datetime, local: tzinfo
-) -> None:
+def _add_observation(result: OruMessage, obx: hl7.Segment, number: int, default_time: datetime,
+                     received_at: datetime, local: tzinfo) -> None:
+    """Append OBX number `number` when it is a vital sign; Hl7Reject for a bad unit or time."""
     code, text = _field(obx, 3, 1), _field(obx, 3, 2)
     channel = channel_for(code, text)
     if channel is None:
@@ -169,9 +196,13 @@ def _add_observation(
     except ValueError:
         result.invalid_values += 1
         return
-    units = [_field(obx, 6, 1), _field(obx, 6, 2)]
-    moment = parse_time(_field(obx, 14), local) or default_time
-    value = convert(channel, units, value)
+    try:
+        value = to_canonical(channel, [_field(obx, 6, 1), _field(obx, 6, 2)], value)
+    except UnitError as exc:
+        raise Hl7Reject("AE", exc.reason, f"OBX {number} ({code or text}): {exc}",
+                        ERR_DATA_TYPE) from exc
+    moment = parse_time(_field(obx, 14), local, f"OBX-14 of OBX {number}") or default_time
+    moment = _not_ahead(moment, received_at)
     if not math.isfinite(value):
         result.invalid_values += 1
         return

@@ -2,6 +2,7 @@
 
 Key = StudyInstanceUID and event id = SOPInstanceUID, both as published (remapped when
 de-identification is on), so publishing the same file twice gives the same key and event id.
+An instance without a patient identifier carries the header `patient-identity: unknown`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from dataclasses import dataclass
 import pydicom
 from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
 
 from producers.claimcheck import ClaimCheckStore, envelope
 from producers.deid.dicom import BurnedInAnnotation, deidentify
-from producers.deid.pseudonym import Pseudonymizer
+from producers.deid.pseudonym import UNKNOWN_PATIENT, Pseudonymizer
 from producers.publisher import Headers
 from worker.errors import DeadLetterReason, PoisonMessage
 
@@ -48,28 +52,41 @@ def read_dicom(data: bytes) -> Dataset:
     return ds
 
 
+def decodable_syntax(uid: str) -> bool:
+    """An installed pydicom decoder handles pixel data in transfer syntax `uid`."""
+    try:
+        return get_decoder(UID(uid)).is_available
+    except NotImplementedError:  # no decoder exists (video, JPEG-XL, private syntaxes)
+        return False
+
+
 def _check_pixels(ds: Dataset) -> None:
-    """Pixel data present and, for native transfer syntaxes, long enough for the dimensions."""
+    """Pixel data present, in a transfer syntax the worker can decode, and, for native transfer
+    syntaxes, long enough for the dimensions."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise PoisonMessage(DeadLetterReason.NO_PIXEL_DATA, "DICOM file has no pixel data")
     if "PixelData" not in ds or ds.file_meta.get("TransferSyntaxUID") is None:
         return
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not decodable_syntax(syntax):
+        raise PoisonMessage(DeadLetterReason.UNSUPPORTED_TRANSFER_SYNTAX,
+                            f"no installed decoder for transfer syntax {syntax.name[:80]!r}")
+    if syntax.is_compressed:
         return
-    try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1) or 1)
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-        ) // 8
-    except (AttributeError, TypeError, ValueError) as exc:
+    try:  # pydicom's length knows YBR_FULL_422 subsampling and 1-bit packing
+        expected = int(get_expected_length(ds, unit="bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"image pixel module incomplete: {exc}") from exc
     if len(ds.PixelData or b"") < expected:
         raise PoisonMessage(DeadLetterReason.TRUNCATED_PIXEL_DATA,
             f"pixel data is {len(ds.PixelData or b'')} bytes, dimensions need {expected}",
         )
+
+
+def patient_unknown(ds: Dataset) -> bool:
+    """No patient identifier came with the instance (empty, or the per-study UNKNOWN- pseudonym)."""
+    patient = str(ds.get("PatientID", "") or "").strip()
+    return not patient or patient.startswith(UNKNOWN_PATIENT)
 
 
 def encode(ds: Dataset) -> bytes:
@@ -100,6 +117,8 @@ def build_scan_event(
         data = encode(ds)
     study_uid, sop_uid = str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)
     headers: Headers = [("event-id", sop_uid.encode())]
+    if patient_unknown(ds):
+        headers.append(("patient-identity", b"unknown"))
     if len(data) + _ENVELOPE_HEADROOM <= max_message_bytes:
         headers.append(("content-type", b"application/dicom"))
         return ScanEvent(sop_uid, study_uid.encode(), data, headers, claim_checked=False)

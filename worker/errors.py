@@ -48,6 +48,10 @@ class DeadLetterReason(StrEnum):
     MODALITY_LUT = "modality_lut", (SCAN,), "the DICOM modality LUT / rescale cannot be applied"
     NO_PIXEL_DATA = "no_pixel_data", (SCAN, PRODUCERS), "the DICOM dataset has no pixel data"
     NON_FINITE = "non_finite", _BOTH, "NaN/inf pixels, or more than half the vital values NaN/inf"
+    NON_IMAGE = ("non_image", (SCAN,),
+                 "the SOP class is not an image storage class (RT Dose, SEG, SR, PDF, waveform, ...)")
+    NOT_DEIDENTIFIED = ("not_deidentified", (SCAN,),
+                        "de-identification is required and the instance does not declare it")
     NOT_DICOM = "not_dicom", (PRODUCERS,), "the file has no DICOM Part-10 preamble"
     OVERSIZE = "oversize", _BOTH, "the message, claim-check file or decoded pixels exceed a size limit"
     PIXEL_DECODE = "pixel_decode", (SCAN,), "the pixel data cannot be decoded into a numeric image"
@@ -56,6 +60,8 @@ class DeadLetterReason(StrEnum):
     SHAPE = "shape", _BOTH, "the image or the window rows have the wrong shape or cell types"
     TRUNCATED_PIXEL_DATA = ("truncated_pixel_data", (PRODUCERS,),
                             "the pixel data is shorter than the image dimensions need")
+    UNSUPPORTED_TRANSFER_SYNTAX = ("unsupported_transfer_syntax", (PRODUCERS,),
+                                   "no installed decoder handles the file's transfer syntax")
     URI_REFUSED = "uri_refused", (SCAN,), "the claim-check URI is not allowed (scheme, root, disabled)"
     URI_UNREADABLE = "uri_unreadable", (SCAN,), "the claim-check file cannot be read"
     WINDOW = "window", (SCAN,), "the DICOM window centre/width is invalid"

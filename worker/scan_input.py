@@ -27,6 +27,7 @@ from worker.contracts import (
 )
 from worker.errors import DeadLetterReason, PoisonMessage
 from worker.preprocess.scan import dicom_to_tensor
+from worker.sop_classes import require_image
 
 
 def quiet_pydicom() -> None:
@@ -127,8 +128,25 @@ def scan_meta(ds: pydicom.Dataset, envelope: ScanEnvelope | None) -> ScanMeta:
     return ScanMeta(sop_uid, sop_uid, study, patient, dicom_event_time(ds))
 
 
-def load_scan(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanMeta, np.ndarray]:
-    """Decode one scan event (DICOM bytes or envelope) into its metadata and CNN tensor."""
+def require_deidentified(ds: pydicom.Dataset) -> None:
+    """PoisonMessage(DeadLetterReason.NOT_DEIDENTIFIED) unless `ds` declares de-identification:
+    PatientIdentityRemoved (0012,0062) = YES and a DeidentificationMethod (0012,0063) or its
+    code sequence (0012,0064), as producers/deid/dicom.py writes them."""
+    removed = str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() == "YES"
+    method = ds.get("DeidentificationMethod") or ds.get("DeidentificationMethodCodeSequence")
+    if not (removed and method):
+        raise PoisonMessage(DeadLetterReason.NOT_DEIDENTIFIED,
+                            "de-identification is required: the instance lacks "
+                            "PatientIdentityRemoved=YES and a DeidentificationMethod")
+
+
+def load_scan(value: bytes, policy: ClaimCheckPolicy, *,
+              require_deid: bool = False) -> tuple[ScanMeta, np.ndarray]:
+    """Decode one scan event (DICOM bytes or envelope) into its metadata and CNN tensor.
+
+    Before any pixel is decoded: non-image SOP classes are refused (`non_image`) and, with
+    `require_deid`, instances that do not declare de-identification (`not_deidentified`).
+    """
     if is_dicom(value):
         envelope, data = None, value
     elif looks_like_json(value):
@@ -137,4 +155,7 @@ def load_scan(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanMeta, np.ndar
     else:
         raise PoisonMessage(DeadLetterReason.FORMAT, "neither a DICOM Part-10 file nor a JSON envelope")
     ds = read_dicom(data)
+    if require_deid:
+        require_deidentified(ds)
+    require_image(ds)
     return scan_meta(ds, envelope), dicom_to_tensor(ds)

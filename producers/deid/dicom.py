@@ -3,7 +3,8 @@
 Every top-level attribute is handled by exactly one action (see docs/producers.md):
 - KEEP: pixel data and what preprocessing needs (dims, photometric, rescale, window, LUTs),
   plus non-identifying technical descriptors. Basic-profile "K" for these attributes.
-- PSEUDONYMISE: PatientID and PatientName -> the keyed patient pseudonym.
+- PSEUDONYMISE: PatientID and PatientName -> the keyed patient pseudonym; an empty PatientID
+  gets a per-study "UNKNOWN-" pseudonym instead (never one shared by unrelated studies).
 - REMAP: Study/Series/SOP Instance UIDs and Frame of Reference UID -> keyed 2.25 UIDs (the
   profile's "U"), consistent across instances, so studies still group and re-runs are idempotent.
 - EMPTY: type-2 identifying attributes the standard requires to be present (profile "Z").
@@ -63,6 +64,9 @@ KEEP: frozenset[str] = frozenset(
         "RedPaletteColorLookupTableData",
         "GreenPaletteColorLookupTableData",
         "BluePaletteColorLookupTableData",
+        "SegmentedRedPaletteColorLookupTableData",
+        "SegmentedGreenPaletteColorLookupTableData",
+        "SegmentedBluePaletteColorLookupTableData",
         "LossyImageCompression",
         "LossyImageCompressionRatio",
         "LossyImageCompressionMethod",
@@ -126,7 +130,8 @@ def deidentify(ds: Dataset, pseudonyms: Pseudonymizer) -> Dataset:
             out.add_new(element.tag, element.VR, pseudonyms.uid(str(element.value)))
         elif keyword in EMPTY:
             out.add_new(element.tag, element.VR, None)
-    pseudonym = pseudonyms.patient(str(ds.get("PatientID", "") or ""))
+    study = str(ds.get("StudyInstanceUID", "") or ds.get("SOPInstanceUID", "") or "")
+    pseudonym = pseudonyms.patient_or_unknown(str(ds.get("PatientID", "") or ""), study)
     out.PatientID = pseudonym
     out.PatientName = pseudonym
     for keyword in EMPTY - {"ContentDate", "ContentTime"}:

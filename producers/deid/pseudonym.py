@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+UNKNOWN_PATIENT = "UNKNOWN-"
+"""Prefix of the pseudonym given when an instance carries no patient identifier."""
+
 
 class Pseudonymizer:
     """Derives patient pseudonyms and DICOM UIDs from one secret key."""
@@ -27,6 +30,13 @@ class Pseudonymizer:
     def patient(self, patient_id: str) -> str:
         """Pseudonym for a patient identifier: "PSN-" + 32 hex characters (128 bits)."""
         return "PSN-" + self.digest("patient", patient_id.strip()).hex()[:32]
+
+    def patient_or_unknown(self, patient_id: str, study_uid: str) -> str:
+        """The patient pseudonym, or for an empty identifier one per study ("UNKNOWN-" + 32 hex):
+        instances without an identifier never share a pseudonym across studies."""
+        if patient_id.strip():
+            return self.patient(patient_id)
+        return UNKNOWN_PATIENT + self.digest("unknown-patient", study_uid.strip()).hex()[:32]
 
     def uid(self, uid: str) -> str:
         """A DICOM UID under the 2.25 root (PS3.5 B.2) derived from the original UID."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import HEVCMP51
 
 from medstream_tools.localstack.process import port_open
 from tests.support.ports import free_port
@@ -30,6 +33,7 @@ from tests.support.producers import (
     wait_until_up,
 )
 from worker.contracts import decode_vitals
+from worker.scan_input import ClaimCheckPolicy, load_scan
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -73,6 +77,44 @@ def test_dicom_scp_stores_after_kafka_ack_and_refuses_bad_instances(
     assert 'reason="no_pixel_data",source="dicom_scp"} 1.0' in text
     assert 'source="dicom_scp",status="0xC000"} 1.0' in text
     assert 'reason="association_rejected",source="dicom_scp"} 1.0' in text
+
+
+
+def test_dicom_scp_stores_compressed_syntaxes_the_worker_decodes_and_refuses_video(
+    settings: Settings, topic_factory, receiver, tmp_path: Path
+) -> None:
+    """Issue 12: JPEG Lossless SV1, JPEG-LS and 12-bit JPEG Extended were acknowledged with
+    Success and then dead-lettered as `pixel_decode`. Now what is stored decodes, and a syntax
+    no decoder handles is refused at association negotiation (the sender keeps it)."""
+    topic, port = topic_factory("scans"), free_port()
+    args = ["dicom", "--port", str(port), "--ae-title", "MEDTEST", "--topic", topic,
+            "--metrics-port", "0"]
+    proc = receiver(args, client_env(settings))
+    wait_until_up(lambda: dicom_echo_ok(port, "MEDTEST"), proc)
+    # storescu proposes a compressed syntax only when told to (and would convert otherwise)
+    sent = {"JPGLosslessP14SV1_1s_1f_8b.dcm": "-xs", "MR_small_jpeg_ls_lossless.dcm": "-xt",
+            "JPGExtended.dcm": "-xx"}
+    store = ["storescu", "-aec", "MEDTEST", "127.0.0.1", str(port)]
+    for name, propose in sent.items():
+        ok = run_client([*store, propose, get_testdata_file(name)])
+        assert ok.returncode == 0, ok.stderr
+    video = pydicom.dcmread(CT)
+    video.file_meta.TransferSyntaxUID = HEVCMP51
+    video.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x00\x01" * 4])
+    video["PixelData"].VR = "OB"
+    video.save_as(tmp_path / "video.dcm", enforce_file_format=True)
+    refused = run_client([*store, "-x4", str(tmp_path / "video.dcm")])
+    assert refused.returncode != 0 and "presentation context" in refused.stderr.lower(), refused
+    names = list(sent)
+    records = consume(settings, topic, len(names))
+    assert len(records) == len(names)
+    syntaxes = set()
+    for record in records:
+        ds = assert_deidentified(record.value)
+        syntaxes.add(ds.file_meta.TransferSyntaxUID.name)
+        _, tensor = load_scan(record.value, ClaimCheckPolicy(None, 10**8), require_deid=True)
+        assert np.isfinite(tensor).all() and tensor.max() > tensor.min()
+    assert len(syntaxes) == 3  # stored as sent: still compressed
 
 
 
@@ -173,3 +215,46 @@ def test_hl7_listener_acks_publishes_windows_and_naks_bad_messages(
         assert line in text
 
 
+
+
+def test_hl7_units_are_converted_and_bad_units_or_dates_answered_ae_on_one_connection(
+    settings: Settings, topic_factory, receiver, tmp_path: Path
+) -> None:
+    """Issue 12: `1.5 Hz` was stored as 1.5 /min, `310 K` as 310 degC, and OBX-14
+    `00010101000000` closed the connection without an ACK."""
+    topic, port, metrics_port = topic_factory("vitals"), free_port(), free_port()
+    args = ["hl7", "--port", str(port), "--topic", topic, "--metrics-port", str(metrics_port),
+            "--timezone", "Europe/Berlin"]
+    proc = receiver(args, client_env(settings))
+    wait_until_up(lambda: port_open("127.0.0.1", port), proc)
+    hr = "OBX|1|NM|8867-4^Heart rate^LN||{}|{}|||||F|||{}"
+    messages = tmp_path / "odd.hl7"
+    messages.write_text(
+        oru_message("U1", 0, hr.format("1.5", "Hz", "") + "\nOBX|2|NM|8310-5^Temp^LN||310|K|||||F")
+        + oru_message("U2", 1, "OBX|1|NM|8310-5^Temp^LN||98.6|[degF]|||||F")
+        + oru_message("U3", 2, hr.format("80", "/min", "00010101000000"))
+        + oru_message("U4", 3, hr.format("80", "/min", "2026-13-45 garbage"))
+        + oru_message("U5", 4, hr.format("80", "furlong", ""))
+        + oru_message("U6", 5, hr.format("80", "", ""))
+        + oru_message("U7", 6, hr.format("1.25", "Hz", ""))
+    )
+    assert mllp_send(port, messages) == [  # one connection: every message answered on it
+        "MSA|AA|U1",
+        "MSA|AA|U2",
+        "MSA|AE|U3|OBX-14 of OBX 1 lies before 1900",
+        "MSA|AE|U4|OBX-14 of OBX 1 is not a valid HL7 date/time",
+        "MSA|AE|U5|OBX 1 (8867-4): unit 'furlong' is not accepted for hr (e.g. /min)",
+        "MSA|AE|U6|OBX 1 (8867-4): no unit (OBX-6) for hr; send /min",
+        "MSA|AA|U7",
+    ]
+    assert port_open("127.0.0.1", port) and proc.poll() is None
+    windows = [decode_vitals(r.value) for r in consume(settings, topic, 3)]
+    assert len(windows) == 3
+    first, second, third = windows
+    assert first.values[-1][0] == 90.0 and round(first.values[-1][5], 2) == 36.85
+    assert round(second.values[-1][5], 2) == 37.0
+    assert third.values[-1][0] == 75.0
+    text = metrics_text(metrics_port)
+    for line in ('reason="invalid_time",source="hl7"} 2.0', 'reason="unknown_unit",source="hl7"} 1.0',
+                 'reason="missing_unit",source="hl7"} 1.0', 'source="hl7",status="AE"} 4.0'):
+        assert line in text

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from producers.claimcheck import ClaimCheckStore
 from producers.deid.dicom import EMPTY, KEEP, REMAP, BurnedInAnnotation, deidentify
 from producers.deid.pseudonym import Pseudonymizer
-from producers.scan_events import encode
+from producers.scan_events import build_scan_event, encode
+from worker.errors import PoisonMessage
 from worker.preprocess.scan import dicom_to_tensor
+from worker.scan_input import require_deidentified
 
 KEY = b"unit-test-key-0123456789"
 
@@ -104,6 +108,11 @@ def test_burned_in_annotation_is_refused(ct: pydicom.Dataset) -> None:
         "SC_rgb_small_odd.dcm",
         "US1_UNCR.dcm",
         "JPEG2000.dcm",
+        "OBXXXX1A.dcm",  # PALETTE COLOR
+        "gdcm-US-ALOKA-16.dcm",  # PALETTE COLOR, 16-bit segmented palette
+        "SC_ybr_full_422_uncompressed.dcm",
+        "JPGLosslessP14SV1_1s_1f_8b.dcm",
+        "emri_small_jpeg_ls_lossless.dcm",
     ],
 )
 def test_model_input_is_identical_after_deidentification(name: str) -> None:
@@ -112,3 +121,49 @@ def test_model_input_is_identical_after_deidentification(name: str) -> None:
     deidentified = pydicom.dcmread(io.BytesIO(encode(deidentify(original, Pseudonymizer(KEY)))))
     assert deidentified.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     assert (dicom_to_tensor(deidentified) == dicom_to_tensor(original)).all()
+
+
+def _without_patient_id(name: str, study_uid: str, patient_id: str | None) -> pydicom.Dataset:
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.StudyInstanceUID = study_uid
+    if patient_id is None:
+        del ds.PatientID
+    else:
+        ds.PatientID = patient_id
+    return ds
+
+
+def test_missing_patient_ids_never_share_a_pseudonym_across_studies() -> None:
+    """Issue 12: ten unrelated studies without PatientID all got one PSN- pseudonym."""
+    pseudonyms = Pseudonymizer(KEY)
+    studies = [f"1.2.3.{n}" for n in range(10)]
+    outs = [deidentify(_without_patient_id("CT_small.dcm", uid, ["", "  ", None][n % 3]),
+                       pseudonyms) for n, uid in enumerate(studies)]
+    ids = [str(out.PatientID) for out in outs]
+    assert len(set(ids)) == 10 and all(i.startswith("UNKNOWN-") and len(i) == 40 for i in ids)
+    assert all(str(out.PatientName) == str(out.PatientID) for out in outs)
+    assert "PSN-" not in "".join(ids) and pseudonyms.patient("") not in ids
+    # instances of one study stay together (same per-study pseudonym), re-runs are stable
+    again = deidentify(_without_patient_id("MR_small.dcm", studies[0], ""), pseudonyms)
+    assert again.PatientID == ids[0]
+    known = deidentify(_without_patient_id("CT_small.dcm", studies[0], "MRN-1"), pseudonyms)
+    assert known.PatientID == pseudonyms.patient("MRN-1")
+
+
+def test_unknown_patient_is_flagged_in_the_event_headers(tmp_path) -> None:
+    ds = _without_patient_id("CT_small.dcm", "1.2.3.4", "")
+    event = build_scan_event(encode(ds), pseudonyms=Pseudonymizer(KEY), max_message_bytes=2**24,
+                             store=ClaimCheckStore(tmp_path))
+    assert ("patient-identity", b"unknown") in event.headers
+    known = build_scan_event(Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+                             pseudonyms=Pseudonymizer(KEY), max_message_bytes=2**24,
+                             store=ClaimCheckStore(tmp_path))
+    assert not any(name == "patient-identity" for name, _ in known.headers)
+
+
+def test_deidentified_output_passes_the_worker_policy(ct: pydicom.Dataset) -> None:
+    """What the producers publish satisfies MEDSTREAM_REQUIRE_DEIDENTIFIED; the raw file does not."""
+    require_deidentified(deidentify(ct, Pseudonymizer(KEY)))
+    with pytest.raises(PoisonMessage) as info:
+        require_deidentified(ct)
+    assert info.value.reason == "not_deidentified"

@@ -40,7 +40,7 @@ def test_time_defaults_to_obr7_and_honours_offsets() -> None:
     spo2 = next(o for o in message.observations if o.channel == "spo2")
     assert spo2.time == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert parse_time("20260101130000+0100") == datetime(2026, 1, 1, 12, tzinfo=UTC)
-    assert parse_time("garbage") is None
+    assert parse_time("") is None  # absent: the caller falls back to OBR-7, MSH-7, receipt
     berlin = ZoneInfo("Europe/Berlin")  # HL7 times without an offset are the sender's local time
     assert parse_time("20260701140000", berlin) == datetime(2026, 7, 1, 12, tzinfo=UTC)
     message = parse_oru(ORU, NOW, berlin)
@@ -65,6 +65,62 @@ def test_bad_messages_are_rejected_with_a_reason(text: str, code: str, reason: s
     with pytest.raises(Hl7Reject) as info:
         parse_oru(text, NOW)
     assert (info.value.ack_code, info.value.reason) == (code, reason)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["00010101000000", "garbage", "202613", "20260230", "20260101250000", "2026-01-01T12:00:00",
+     "20260101120000+2500", "1.5", "99991231235959-1200", "18991231"],
+)
+@pytest.mark.parametrize("zone", [UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("Pacific/Kiritimati")])
+def test_every_malformed_time_is_an_error_naming_the_field(text: str, zone) -> None:
+    with pytest.raises(Hl7Reject) as info:
+        parse_time(text, zone, "OBX-14")
+    assert (info.value.ack_code, info.value.reason) == ("AE", "invalid_time")
+    assert str(info.value).startswith("OBX-14 ") and text not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("good", "field"),
+    [("|||20260101120005", "OBX-14 of OBX 1"), ("|||20260101120000\n", "OBR-7"),
+     ("|20260101120000||", "MSH-7")],
+)
+def test_a_malformed_time_anywhere_rejects_the_message(good: str, field: str) -> None:
+    text = ORU.replace(good, good.replace("20260101", "00010101"), 1)
+    with pytest.raises(Hl7Reject) as info:  # year 1 in Berlin: once "year 0 is out of range"
+        parse_oru(text, NOW, ZoneInfo("Europe/Berlin"))
+    assert info.value.reason == "invalid_time" and str(info.value).startswith(field)
+
+
+def test_times_far_after_receipt_are_refused() -> None:
+    with pytest.raises(Hl7Reject) as info:
+        parse_oru(ORU.replace("20260101120005", "20270101120005"), NOW)
+    assert info.value.reason == "invalid_time" and "after receipt" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("obx", "expected"),
+    [("8867-4^HR^LN||1.5|Hz", ("hr", 90.0)), ("8310-5^T^LN||310|K", ("temp", 36.85)),
+     ("8310-5^T^LN||98.6|[degF]", ("temp", 37.0)), ("8480-6^SBP^LN||16|kPa", ("sbp", 120.0)),
+     ("150456^MDC_PULS_OXIM_SAT_O2^MDC||0.97|262656^MDC_DIM_DIMLESS^MDC", ("spo2", 97.0)),
+     ("9279-1^RR^LN||0.25|/s", ("rr", 15.0))],
+)
+def test_units_are_converted_to_the_channel_unit(obx: str, expected: tuple[str, float]) -> None:
+    text = ORU.split("OBX|1|")[0] + f"OBX|1|NM|{obx}|||||F\n"
+    (observation,) = parse_oru(text, NOW).observations
+    assert observation.channel == expected[0]
+    assert observation.value == pytest.approx(expected[1], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("unit", "reason"), [("", "missing_unit"), ("furlong", "unknown_unit"), ("mm[Hg]", "unknown_unit")]
+)
+def test_an_unusable_unit_rejects_the_message_naming_it(unit: str, reason: str) -> None:
+    text = ORU.replace("|82|/min|", f"|82|{unit}|")
+    with pytest.raises(Hl7Reject) as info:
+        parse_oru(text, NOW)
+    assert (info.value.ack_code, info.value.reason) == ("AE", reason)
+    assert "OBX 1 (8867-4)" in str(info.value) and (unit in str(info.value) or "no unit" in str(info.value))
 
 
 def test_accept_ack_echoes_the_control_id() -> None:

@@ -7,10 +7,18 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_color_lut, convert_color_space
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from worker.errors import PoisonMessage
-from worker.preprocess.scan import IMAGE_SIZE, dicom_to_tensor, pixels_to_tensor, resize
+from worker.preprocess.scan import (
+    IMAGE_SIZE,
+    decode_frame,
+    dicom_to_tensor,
+    pixels_to_tensor,
+    resize,
+    to_display,
+)
 
 
 def make_dataset(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", frames: int = 1,
@@ -126,6 +134,49 @@ def test_rgb_dicom_is_luminance() -> None:
     rgb = np.stack([grey, grey, grey], axis=-1)
     out = dicom_to_tensor(make_dataset(rgb, photometric="RGB"))
     assert np.allclose(out, pixels_to_tensor(grey), atol=1e-6)
+
+
+def _tensor(name: str) -> np.ndarray:
+    return dicom_to_tensor(pydicom.dcmread(get_testdata_file(name)))
+
+
+@pytest.mark.parametrize("name", ["OBXXXX1A.dcm", "OBXXXX1A_rle_2frame.dcm", "gdcm-US-ALOKA-16.dcm"])
+def test_palette_colour_goes_through_the_palette(name: str) -> None:
+    """Issue 12: PALETTE COLOR ultrasound was fed as palette indices."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    indices = ds.pixel_array
+    indices = indices[len(indices) // 2] if indices.ndim == 3 else indices
+    shown = apply_color_lut(indices, ds)
+    assert np.allclose(dicom_to_tensor(ds), pixels_to_tensor(shown), atol=1e-6)
+    assert not np.allclose(dicom_to_tensor(ds), pixels_to_tensor(indices), atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["SC_ybr_full_uncompressed.dcm", "SC_ybr_full_422_uncompressed.dcm",
+     "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "SC_rgb_gdcm_KY.dcm"],
+)
+def test_ycbcr_and_compressed_colour_match_the_rgb_original(name: str) -> None:
+    """The same picture stored as RGB, YBR_FULL(_422), JPEG, RLE or JPEG 2000 gives one tensor
+    (within lossy-compression error)."""
+    assert np.abs(_tensor(name) - _tensor("SC_rgb.dcm")).max() < 0.05
+
+
+def test_ycbcr_left_by_the_decoder_is_converted_and_other_models_refused() -> None:
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb.dcm"))
+    rgb = ds.pixel_array
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
+    assert np.abs(to_display(ybr, "YBR_FULL", ds).astype(int) - rgb).max() <= 2
+    with pytest.raises(PoisonMessage) as info:
+        to_display(rgb, "HSV", ds)
+    assert info.value.reason == "pixel_decode"
+
+
+def test_only_the_middle_frame_is_decoded() -> None:
+    ds = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+    frames = ds.pixel_array
+    assert decode_frame(ds).shape == frames.shape[1:]
+    assert np.array_equal(decode_frame(ds), frames[len(frames) // 2])
 
 
 def test_missing_pixel_data_is_poison() -> None:

@@ -110,3 +110,21 @@ def test_settings_require_a_long_enough_key() -> None:
     with pytest.raises(ValueError):
         ProducerSettings(pseudonym_key="short")
     assert ProducerSettings(deid=False, pseudonym_key=None).deid is False
+
+
+def test_hl7_any_failure_on_one_message_is_answered_ae(tmp_path: Path, monkeypatch) -> None:
+    """A bug while handling one message (here: the window store raising) still gets an AE."""
+    metrics, registry = _metrics()
+    receiver = Hl7Receiver(_settings(tmp_path), RecordingPublisher(), metrics,
+                           Pseudonymizer(KEY.encode()))
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("MRN123 must not leak")
+
+    monkeypatch.setattr(receiver.windows, "add", broken)
+    ack = receiver.handle(ORU)
+    msa = hl7.parse(ack).segment("MSA")
+    assert str(msa(1)) == "AE" and str(msa(2)) == "MSG1" and "RuntimeError" in str(msa(3))
+    assert "MRN123" not in ack
+    label = {"source": "hl7", "reason": "internal_error"}
+    assert registry.get_sample_value("medstream_producer_rejected_total", label) == 1.0

@@ -37,7 +37,8 @@ def scan_kind(settings: Settings, model: ModelInfo) -> Kind[ScanMeta]:
         model=model,
         input_name=INPUT,
         max_bytes=settings.scan.max_bytes,
-        prepare=functools.partial(load_scan, policy=policy),
+        prepare=functools.partial(load_scan, policy=policy,
+                                  require_deid=settings.require_deidentified),
         build=scan_prediction,
         offload=True,
     )

@@ -30,7 +30,7 @@ import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from worker.errors import DeadLetterReason, PoisonMessage
-from worker.preprocess.scan import _decode, _single_frame, dataset_window, resize
+from worker.preprocess.scan import dataset_window, decode_frame, resize
 
 INTERPOLATIONS = ("nearest", "area")
 
@@ -187,9 +187,8 @@ def dicom_to_rgb8(ds: pydicom.Dataset, size: int = 150, *,
     Raises PoisonMessage when pixel data is missing, oversized, undecodable, non-finite or of
     an unusable shape, or when its modality LUT / VOI cannot be applied.
     """
-    arr = _single_frame(ds, _decode(ds))
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples == 1:
+    arr = decode_frame(ds)  # middle frame; palette and YCbCr already RGB
+    if arr.ndim == 2:
         try:
             arr = apply_modality_lut(arr, ds)
         except Exception as exc:  # malformed LUT / rescale elements

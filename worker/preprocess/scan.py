@@ -11,7 +11,8 @@ import functools
 
 import numpy as np
 import pydicom
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, convert_color_space, get_decoder
+from pydicom.pixels.utils import as_pixel_options
 
 from worker.errors import DeadLetterReason, PoisonMessage
 
@@ -24,6 +25,8 @@ small compressed file cannot make the worker allocate gigabytes (decompression b
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
 _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_YBR = ("YBR_FULL", "YBR_FULL_422")  # what pydicom's convert_color_space turns into RGB
+_DISPLAYED = ("MONOCHROME1", "MONOCHROME2", "RGB")  # shown as decoded
 
 
 @functools.lru_cache(maxsize=64)
@@ -127,39 +130,65 @@ def decoded_bytes(ds: pydicom.Dataset) -> int:
     return int(np.prod(dims, dtype=object)) * ((bits + 7) // 8)
 
 
-def _decode(ds: pydicom.Dataset, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+def _decode(ds: pydicom.Dataset, max_bytes: int) -> tuple[np.ndarray, str]:
+    """The middle frame as decoded, and its photometric interpretation after decoding."""
     if not any(element in ds for element in _PIXEL_ELEMENTS):
         raise PoisonMessage(DeadLetterReason.NO_PIXEL_DATA, "DICOM dataset has no pixel data")
-    size = decoded_bytes(ds)
+    size = decoded_bytes(ds)  # validates Rows/Columns/NumberOfFrames/SamplesPerPixel first
     if size > max_bytes:
         raise PoisonMessage(DeadLetterReason.OVERSIZE, f"decoded pixel data of {size} bytes exceeds {max_bytes}")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        return ds.pixel_array
+        decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+        arr, meta = decoder.as_array(ds, index=frames // 2 if frames > 1 else None,
+                                     **as_pixel_options(ds))
     except Exception as exc:  # pydicom raises many types for corrupt/unsupported pixel data
         raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"cannot decode pixel data: {type(exc).__name__}") from exc
+    photometric = str(meta.get("photometric_interpretation") or ds.get("PhotometricInterpretation", ""))
+    return arr, photometric.strip().upper()
 
 
-def _single_frame(ds: pydicom.Dataset, arr: np.ndarray) -> np.ndarray:
-    """The middle frame of a multi-frame array; single frames are returned unchanged."""
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    frame_ndim = 2 if samples == 1 else 3
-    if frames > 1 and arr.ndim == frame_ndim + 1:
-        return arr[arr.shape[0] // 2]
+def to_display(arr: np.ndarray, photometric: str, ds: pydicom.Dataset) -> np.ndarray:
+    """One decoded frame as the image a viewer shows: greyscale (H, W) as stored, or RGB.
+
+    PALETTE COLOR indices go through the dataset's palette, YCbCr (YBR_FULL, YBR_FULL_422) is
+    converted to RGB when the decoder left it; other colour models are refused.
+    """
+    try:
+        if photometric == "PALETTE COLOR":
+            return apply_color_lut(arr, ds)
+        if photometric in _YBR:
+            return convert_color_space(arr, photometric, "RGB")
+    except Exception as exc:  # a malformed palette LUT or a non-3-sample YCbCr array
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"cannot convert {photometric} to RGB: {type(exc).__name__}") from exc
+    if photometric not in _DISPLAYED:
+        raise PoisonMessage(DeadLetterReason.PIXEL_DECODE, f"photometric interpretation {photometric[:16]!r} is not supported")
     return arr
+
+
+def decode_frame(ds: pydicom.Dataset, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+    """The middle frame of `ds` (the only one decoded) as greyscale (H, W) or RGB (H, W, 3).
+
+    Raises PoisonMessage when the pixel data is missing, larger than `max_bytes` once
+    decoded (checked from the header, before decoding), undecodable or of a colour model
+    that cannot be shown.
+    """
+    arr, photometric = _decode(ds, max_bytes)
+    return to_display(arr, photometric, ds)
 
 
 def dicom_to_tensor(ds: pydicom.Dataset) -> np.ndarray:
     """Turn a DICOM dataset into the CNN input, float32 [1, 128, 128] in [0, 1].
 
-    Applies the modality LUT / rescale slope+intercept, the dataset's window when present,
-    MONOCHROME1 inversion (so bright = dense everywhere), takes the middle frame of a
-    multi-frame image and the luminance of colour images. Raises PoisonMessage when the
+    Decodes the middle frame only; applies the modality LUT / rescale slope+intercept, the
+    dataset's window when present and MONOCHROME1 inversion (so bright = dense everywhere) to
+    greyscale images, and takes the luminance of colour ones (palette and YCbCr converted to
+    RGB first). Raises PoisonMessage when the
     pixel data is missing, undecodable or of an unusable shape.
     """
-    arr = _single_frame(ds, _decode(ds))
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples == 1:
+    arr = decode_frame(ds)
+    grey = arr.ndim == 2
+    if grey:
         try:
             arr = apply_modality_lut(arr, ds)
         except Exception as exc:  # malformed LUT / rescale elements
@@ -168,6 +197,6 @@ def dicom_to_tensor(ds: pydicom.Dataset) -> np.ndarray:
     else:
         window = None  # VOI windows are defined for greyscale only
     tensor = pixels_to_tensor(arr, window=window)
-    if samples == 1 and ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
+    if grey and ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
         tensor = (1.0 - tensor).astype(np.float32)
     return tensor
