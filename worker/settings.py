@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(3, ge=1)  # consecutive failures that open the breaker
     decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
 
+    # Privacy: refuse inputs whose patient id is not a producer pseudonym (dead letter
+    # `not_deidentified`); the producers pseudonymise by default (docs/worker.md, "Identity")
+    require_deidentified: bool = True
+
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
