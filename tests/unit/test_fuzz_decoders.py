@@ -216,7 +216,7 @@ FIELDS = ("schema", "event_id", "patient_id", "device_id", "start", "interval_s"
 
 
 def good_window() -> dict:
-    window = VitalsWindow("e-1", "p-1", "d-1", datetime(2026, 1, 1, tzinfo=UTC), 1.0,
+    window = VitalsWindow("e-1", "PSN-" + "1" * 32, "d-1", datetime(2026, 1, 1, tzinfo=UTC), 1.0,
                           [[80, 97, 16, 120, 75, 37.0]] * 60)
     return json.loads(encode_vitals(window))
 
