@@ -110,9 +110,10 @@ def implausible_mask(raw: np.ndarray) -> np.ndarray:
     """True where a present value lies outside its channel's PLAUSIBLE range, and for sbp and
     dbp of rows whose (otherwise plausible) dbp is not below their sbp."""
     outside = np.isfinite(raw) & ((raw < LOW) | (raw > HIGH))
-    pair = raw[:, [SBP, DBP]]
-    crossed = np.isfinite(pair).all(axis=1) & ~outside[:, [SBP, DBP]].any(axis=1) & (pair[:, 1] >= pair[:, 0])
-    outside[crossed, SBP] = outside[crossed, DBP] = True
+    crossed = (raw[:, DBP] >= raw[:, SBP]) & ~outside[:, SBP] & ~outside[:, DBP]  # NaN: False
+    crossed &= np.isfinite(raw[:, SBP]) & np.isfinite(raw[:, DBP])
+    outside[:, SBP] |= crossed
+    outside[:, DBP] |= crossed
     return outside
 
 
