@@ -3,11 +3,12 @@
 `run_batch(records, backend, metrics, kind)` returns predictions and dead letters; every input
 record ends in exactly one of the two: an unexpected exception while decoding, stacking or
 post-processing one record is that record's dead letter (`decode_error`, `internal_error`),
-never the batch's. It produces nothing to Kafka and acks nothing: the agent does that after
-delivery. Decoding runs in a thread pool when the kind asks for it
-(DICOM), so the event loop keeps serving. A batch larger than the model's max_batch_size is
-split into chunks that are inferred concurrently (at most `max_inflight` at once); a chunk
-that Triton rejects with INVALID_ARGUMENT is bisected until the offending records are isolated.
+never the batch's (a `ConfigurationError` still propagates: it is the worker's, not the
+record's). It produces nothing to Kafka and acks nothing: the agent does that after delivery.
+Decoding runs in a thread pool when the kind asks for it (DICOM), so the event loop keeps
+serving. A batch larger than the model's max_batch_size is split into chunks that are inferred
+concurrently (at most `max_inflight` at once); a chunk that Triton rejects with
+INVALID_ARGUMENT is bisected until the offending records are isolated.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from worker.contracts import InputRecord, Prediction, check_size, input_digest
-from worker.errors import DeadLetterReason, PoisonMessage, unexpected
+from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, unexpected
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.protocol import InferenceBackend, ModelInfo
 from worker.metrics import Metrics
@@ -149,6 +150,8 @@ async def run_batch(
             result.predictions.append((record, replace(pred, input_digest=digest)))
         except PoisonMessage as exc:
             result.dead_letters.append((record, exc))
+        except ConfigurationError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a post-processing bug on one input: its dead letter
             result.dead_letters.append((record, unexpected(
                 exc, DeadLetterReason.INTERNAL_ERROR, f"post-processing a {kind.name} event")))

@@ -22,6 +22,7 @@ from tests.support.batch_loop import (
 )
 from tests.support.fake_backend import FakeBackend
 from worker.contracts import InputRecord, Prediction, decode_deadletter_stub
+from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo
 from worker.kinds.vitals import vitals_kind
 from worker.metrics import Metrics
@@ -80,6 +81,8 @@ def _prepare(value: bytes) -> tuple[str, np.ndarray]:
 
 
 def _build(meta: str, outputs: dict, record: InputRecord, model: ModelInfo, now: datetime) -> Prediction:
+    if meta == "misconfigured":
+        raise ConfigurationError("the model returned 3 probabilities for 2 labels")
     if meta == "boom":
         raise ZeroDivisionError("a post-processing bug quoting PSN-secret")
     return Prediction(meta, "scan", None, model.name, model.version, {"p": 0.5}, now, now, 0.0)
@@ -102,3 +105,8 @@ def test_bugs_after_decoding_are_internal_errors_naming_type_and_place_never_tex
     assert "PSN-secret" not in errors[1][1]
     assert "shape (3,)" in errors[2][1]
     assert errors[3][1].startswith("unexpected UnicodeEncodeError at ")
+
+
+def test_a_configuration_error_is_the_workers_not_the_records() -> None:
+    with pytest.raises(ConfigurationError):
+        serve_batch(BUGGY, [json.dumps(["ok", [2, 2]]).encode(), json.dumps(["misconfigured", [2, 2]]).encode()])
