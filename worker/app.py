@@ -115,7 +115,8 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
         kind = spec.build(settings, models[block.model])
         server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
                              worker_id=settings.worker_id, executor=executor,
-                             max_inflight=settings.triton_max_inflight)
+                             max_inflight=settings.triton_max_inflight,
+                             max_request_bytes=settings.producer_max_request_size)
         servers.append(server)
         _add_agent(app, server, block)
     metrics.preinitialise((s.kind.name, s.kind.model.name) for s in servers)

@@ -8,8 +8,13 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from enum import StrEnum
+from pathlib import Path
 from typing import Self
+
+log = logging.getLogger(__name__)
 
 SCAN, VITALS, PRODUCERS = "scan", "vitals", "producers"
 """Where a reason can arise: the worker's two kinds (`kind` metric label), and the producers."""
@@ -40,9 +45,13 @@ class DeadLetterReason(StrEnum):
     DICOM_DECODE = ("dicom_decode", (SCAN, PRODUCERS),
                     "not a readable DICOM Part-10 file, or no SOPInstanceUID")
     FORMAT = "format", (SCAN,), "a scan value that is neither DICOM Part-10 nor a JSON envelope"
+    IMPLAUSIBLE = ("implausible", (VITALS,),
+                   "a channel of the window is mostly outside its physiological range")
     INFERENCE_INVALID_ARGUMENT = ("inference_invalid_argument", _BOTH,
                                   "Triton rejected the input tensor (INVALID_ARGUMENT)")
     INFERENCE_NON_FINITE = "inference_non_finite", _BOTH, "the model answered NaN/inf for this input"
+    INTERNAL_ERROR = ("internal_error", _BOTH,
+                      "the worker failed unexpectedly on this input after decoding (a bug)")
     JSON_DECODE = "json_decode", _BOTH, "not a UTF-8 JSON object"
     MISSING_UID = "missing_uid", (PRODUCERS,), "the DICOM file has no StudyInstanceUID or SOPInstanceUID"
     MODALITY_LUT = "modality_lut", (SCAN,), "the DICOM modality LUT / rescale cannot be applied"
@@ -50,8 +59,8 @@ class DeadLetterReason(StrEnum):
     NON_FINITE = "non_finite", _BOTH, "NaN/inf pixels, or more than half the vital values NaN/inf"
     NON_IMAGE = ("non_image", (SCAN,),
                  "the SOP class is not an image storage class (RT Dose, SEG, SR, PDF, waveform, ...)")
-    NOT_DEIDENTIFIED = ("not_deidentified", (SCAN,),
-                        "de-identification is required and the instance does not declare it")
+    NOT_DEIDENTIFIED = ("not_deidentified", _BOTH,
+                        "de-identification is required and the input does not declare it")
     NOT_DICOM = "not_dicom", (PRODUCERS,), "the file has no DICOM Part-10 preamble"
     OVERSIZE = "oversize", _BOTH, "the message, claim-check file or decoded pixels exceed a size limit"
     PIXEL_DECODE = "pixel_decode", (SCAN,), "the pixel data cannot be decoded into a numeric image"
@@ -92,6 +101,18 @@ class PoisonMessage(MedstreamError):
             raise TypeError(f"PoisonMessage reason must be a DeadLetterReason, not {reason!r}")
         super().__init__(message)
         self.reason = reason
+
+
+def unexpected(exc: BaseException, reason: DeadLetterReason, doing: str) -> PoisonMessage:
+    """A bug met while `doing` something with one input, as that input's dead letter.
+
+    The message names the exception type and the innermost code location, never the exception
+    text (decoders quote element values, which can be identifiers); logged once as a warning.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "unknown"
+    log.warning("unexpected %s at %s while %s", type(exc).__name__, where, doing)
+    return PoisonMessage(reason, f"unexpected {type(exc).__name__} at {where} while {doing}")
 
 
 class RetryableInference(MedstreamError):

@@ -1,7 +1,8 @@
 """Prometheus metrics of the worker, built against an injected registry (base units).
 
 Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = a
-`DeadLetterReason` value, `code` = gRPC status name. Never a patient or event identifier.
+`DeadLetterReason` value, `code` = gRPC status name, `channel` = a vitals channel name. Never a
+patient or event identifier.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from worker.errors import reasons_for
+from worker.contracts.vitals import CHANNELS
+from worker.errors import VITALS, reasons_for
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -26,6 +28,9 @@ class Metrics:
     messages_consumed: Counter
     predictions: Counter
     deadletters: Counter
+    deadletters_bounded: Counter
+    implausible_values: Counter
+    event_id_conflicts: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     end_to_end_seconds: Histogram
@@ -52,6 +57,18 @@ class Metrics:
             deadletters=Counter(
                 p + "deadletters", "Dead letters produced and acknowledged by Kafka",
                 ["kind", "reason"], registry=reg,
+            ),
+            deadletters_bounded=Counter(
+                p + "deadletters_bounded", "Dead letters too large for the producer or broker, "
+                "sent as a bounded stub (digest and size of the original)", ["kind"], registry=reg,
+            ),
+            implausible_values=Counter(
+                p + "implausible_values", "Values outside their channel's plausible range, "
+                "masked as missing in served inputs", ["kind", "channel"], registry=reg,
+            ),
+            event_id_conflicts=Counter(
+                p + "event_id_conflicts", "Predictions whose event id this worker saw recently "
+                "with another input digest", ["kind"], registry=reg,
             ),
             batch_size=Histogram(
                 p + "batch_size", "Records per inference request", ["model"],
@@ -91,6 +108,10 @@ class Metrics:
             self.messages_consumed.labels(kind)
             for reason in reasons_for(kind):
                 self.deadletters.labels(kind, reason.value)
+            self.deadletters_bounded.labels(kind)
+            self.event_id_conflicts.labels(kind)
+            for channel in CHANNELS if kind == VITALS else ():
+                self.implausible_values.labels(kind, channel)
             self.predictions.labels(kind, model)
             self.end_to_end_seconds.labels(kind)
             self.batch_size.labels(model)

@@ -1,34 +1,33 @@
 """One batch through the pipeline: decode + preprocess, infer, post-process.
 
 `run_batch(records, backend, metrics, kind)` returns predictions and dead letters; every input
-record ends in exactly one of the two. It produces nothing to Kafka and acks nothing: the
-agent does that after delivery. Decoding runs in a thread pool when the kind asks for it
-(DICOM), so the event loop keeps serving. A batch larger than the model's max_batch_size is
-split into chunks that are inferred concurrently (at most `max_inflight` at once); a chunk
-that Triton rejects with INVALID_ARGUMENT is bisected until the offending records are isolated.
+record ends in exactly one of the two: an unexpected exception while decoding, stacking or
+post-processing one record is that record's dead letter (`decode_error`, `internal_error`),
+never the batch's (a `ConfigurationError` still propagates: it is the worker's, not the
+record's). It produces nothing to Kafka and acks nothing: the agent does that after delivery.
+Decoding runs in a thread pool when the kind asks for it (DICOM), so the event loop keeps
+serving. A batch larger than the model's max_batch_size is split into chunks that are inferred
+concurrently (at most `max_inflight` at once); a chunk that Triton rejects with
+INVALID_ARGUMENT is bisected until the offending records are isolated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from worker.contracts import InputRecord, Prediction, check_size
-from worker.errors import DeadLetterReason, PoisonMessage
+from worker.contracts import InputRecord, Prediction, check_size, input_digest
+from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, unexpected
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.protocol import InferenceBackend, ModelInfo
 from worker.metrics import Metrics
-
-log = logging.getLogger(__name__)
 
 Meta = TypeVar("Meta")
 Outputs = dict[str, np.ndarray]
@@ -55,25 +54,24 @@ class BatchResult:
     dead_letters: list[tuple[InputRecord, PoisonMessage]] = field(default_factory=list)
 
 
-def _prepare_one(kind: Kind[Any], value: bytes) -> tuple[Any, np.ndarray]:
+Prepared = tuple[Any, np.ndarray, str]  # (meta, tensor, input digest)
+
+
+def _prepare_one(kind: Kind[Any], value: bytes) -> Prepared:
     """Size check, decode and preprocess one value; any failure is this input's fault."""
     check_size(value, kind.max_bytes)
     try:
-        return kind.prepare(value)
+        meta, tensor = kind.prepare(value)
     except PoisonMessage:
         raise
     except Exception as exc:  # a decoder bug on odd input must not stop the stream
-        # where, not what: exception texts from decoders can quote element values (identifiers)
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f"{Path(frame.filename).name}:{frame.lineno}"
-        log.warning("unexpected %s at %s while decoding a %s event", type(exc).__name__, where,
-                    kind.name)
-        raise PoisonMessage(DeadLetterReason.DECODE_ERROR, f"unexpected {type(exc).__name__} at {where}") from exc
+        raise unexpected(exc, DeadLetterReason.DECODE_ERROR, f"decoding a {kind.name} event") from exc
+    return meta, tensor, input_digest(value)
 
 
 async def _prepare_all(kind: Kind[Any], records: Sequence[InputRecord],
-                       executor: Executor | None) -> list[tuple[Any, np.ndarray] | PoisonMessage]:
-    async def one(record: InputRecord) -> tuple[Any, np.ndarray] | PoisonMessage:
+                       executor: Executor | None) -> list[Prepared | PoisonMessage]:
+    async def one(record: InputRecord) -> Prepared | PoisonMessage:
         try:
             if kind.offload:
                 loop = asyncio.get_running_loop()
@@ -83,6 +81,12 @@ async def _prepare_all(kind: Kind[Any], records: Sequence[InputRecord],
             return exc
 
     return list(await asyncio.gather(*(one(r) for r in records)))
+
+
+def _common_shape(prepared: Sequence[Prepared | PoisonMessage]) -> tuple[int, ...] | None:
+    """The most common tensor shape of a batch (the others cannot be stacked with it)."""
+    shapes = Counter(item[1].shape for item in prepared if not isinstance(item, PoisonMessage))
+    return shapes.most_common(1)[0][0] if shapes else None
 
 
 async def infer_isolating(backend: InferenceBackend, kind: Kind[Any], batch: np.ndarray,
@@ -114,16 +118,20 @@ async def run_batch(
     result = BatchResult()
     metrics.messages_consumed.labels(kind.name).inc(len(records))
     prepared = await _prepare_all(kind, records, executor)
-    good: list[tuple[InputRecord, Any, np.ndarray]] = []
+    shape = _common_shape(prepared)
+    good: list[tuple[InputRecord, Any, np.ndarray, str]] = []
     for record, item in zip(records, prepared):
+        if not isinstance(item, PoisonMessage) and item[1].shape != shape:  # a kind's bug
+            item = PoisonMessage(DeadLetterReason.INTERNAL_ERROR,
+                                 f"{kind.name} tensor of shape {item[1].shape} in a batch of {shape}")
         if isinstance(item, PoisonMessage):
             result.dead_letters.append((record, item))
         else:
-            good.append((record, item[0], item[1]))
+            good.append((record, *item))
     if not good:
         return result
 
-    batch = np.stack([tensor for _, _, tensor in good]).astype(np.float32, copy=False)
+    batch = np.stack([tensor for _, _, tensor, _ in good]).astype(np.float32, copy=False)
     limit = asyncio.Semaphore(max_inflight)
 
     async def chunk(part: slice) -> list[Outputs | PoisonMessage]:
@@ -133,12 +141,18 @@ async def run_batch(
     parts = chunk_slices(len(good), kind.model.max_batch_size)
     answers = [row for rows in await asyncio.gather(*(chunk(p) for p in parts)) for row in rows]
     produced_at = now()
-    for (record, meta, _), answer in zip(good, answers):
+    for (record, meta, _, digest), answer in zip(good, answers):
         if isinstance(answer, PoisonMessage):
             result.dead_letters.append((record, answer))
             continue
         try:
-            result.predictions.append((record, kind.build(meta, answer, record, kind.model, produced_at)))
+            pred = kind.build(meta, answer, record, kind.model, produced_at)
+            result.predictions.append((record, replace(pred, input_digest=digest)))
         except PoisonMessage as exc:
             result.dead_letters.append((record, exc))
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a post-processing bug on one input: its dead letter
+            result.dead_letters.append((record, unexpected(
+                exc, DeadLetterReason.INTERNAL_ERROR, f"post-processing a {kind.name} event")))
     return result

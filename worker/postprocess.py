@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from worker.contracts import CHANNELS, InputRecord, Prediction, ScanMeta, VitalsWindow
+from worker.contracts import CHANNELS, InputRecord, Prediction, ScanMeta, VitalsMeta
 from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
 
@@ -63,14 +63,17 @@ def scan_prediction(meta: ScanMeta, outputs: dict[str, np.ndarray], record: Inpu
     )
 
 
-def vitals_prediction(window: VitalsWindow, outputs: dict[str, np.ndarray], record: InputRecord,
+def vitals_prediction(meta: VitalsMeta, outputs: dict[str, np.ndarray], record: InputRecord,
                       model: ModelInfo, produced_at: datetime) -> Prediction:
-    """Prediction for one vitals window; event time = time of its last sample."""
+    """Prediction for one vitals window; event time = time of its last sample. `quality` names
+    the values masked as implausible and those missing, per channel, in the rows the model saw."""
+    window = meta.window
     return Prediction(
         event_id=window.event_id, kind="vitals", patient_id=window.patient_id,
         model=model.name, model_version=model.version,
         outputs=vitals_outputs(outputs["risk"], outputs["forecast"]),
         event_time=window.end_time, produced_at=produced_at,
         latency_ms=latency_ms(record, produced_at),
-        extra={"device_id": window.device_id},
+        extra={"device_id": window.device_id,
+               "quality": {"implausible": meta.implausible, "missing": meta.missing}},
     )

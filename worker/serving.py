@@ -2,11 +2,14 @@
 
 Per batch from `stream.noack_take(max_batch, within)` (never plain `take()`, which acks in a
 `finally` even when the body raised): run the pipeline, send one output per input (prediction
-or dead letter), await every delivery future, and only then ack each input event. On anything
-unexpected (a delivery failure, a bug) nothing is acked and the process exits at once
-(fail-stop, as safe as a SIGKILL): re-raising into faust would restart the agent with auto-acks
-on and lose events. Order within a partition is kept for acks (faust commits the highest run
-of consecutive acked offsets); outputs of one batch may reach Kafka in any order.
+or dead letter, worker/outputs.py), await every delivery future, and only then ack each input
+event. What goes wrong with one record is that record's dead letter (the pipeline and
+worker/outputs.py contain it; a dead letter too large for the producer or broker goes in its
+bounded form). On anything else (a delivery refused for another reason, a bug outside the
+per-record code) nothing is acked and the process exits at once (fail-stop, as safe as a
+SIGKILL): re-raising into faust would restart the agent with auto-acks on and lose events.
+Order within a partition is kept for acks (faust commits the highest run of consecutive acked
+offsets); outputs of one batch may reach Kafka in any order.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
-from worker.contracts import InputRecord, Prediction, deadletter_headers, encode_prediction
-from worker.errors import PoisonMessage
+from worker.contracts import InputRecord
+from worker.identity import EventIdLedger
 from worker.inference.protocol import InferenceBackend
 from worker.metrics import Metrics
+from worker.outputs import Outgoing, batch_outputs
 from worker.pipeline import Kind, run_batch
 
 log = logging.getLogger(__name__)
 
 FAIL_STOP_EXIT_CODE = 70
+DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # aiokafka's producer default (max_request_size)
 
 
 class Sink(Protocol):
@@ -56,11 +61,16 @@ def fail_stop(code: int = FAIL_STOP_EXIT_CODE) -> None:
 
 
 class BatchServer:
-    """Serves batches of one kind: pipeline -> produce -> await delivery -> ack."""
+    """Serves batches of one kind: pipeline -> produce -> await delivery -> ack.
+
+    `max_request_bytes` is the producer's max request size (MEDSTREAM_PRODUCER_MAX_REQUEST_SIZE):
+    larger dead letters are sent in their bounded form.
+    """
 
     def __init__(self, kind: Kind[Any], backend: InferenceBackend, metrics: Metrics, *,
                  predictions: Sink, deadletter: Sink, worker_id: str,
-                 executor: Executor | None = None, max_inflight: int = 4) -> None:
+                 executor: Executor | None = None, max_inflight: int = 4,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.kind = kind
         self._backend = backend
         self._metrics = metrics
@@ -69,6 +79,8 @@ class BatchServer:
         self._worker_id = worker_id
         self._executor = executor
         self._max_inflight = max_inflight
+        self._max_request_bytes = max_request_bytes
+        self._ledger = EventIdLedger()
         self.positions: dict[tuple[str, int], int] = {}  # next offset to serve, for lag
 
     async def serve(self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
@@ -76,35 +88,59 @@ class BatchServer:
         records = [record_of(e) for e in events]
         result = await run_batch(records, self._backend, self._metrics, self.kind,
                                  executor=self._executor, max_inflight=self._max_inflight)
-        futures = [await self._send_prediction(p) for _, p in result.predictions]
-        futures += [await self._send_deadletter(r, e) for r, e in result.dead_letters]
-        await asyncio.gather(*futures)  # raises on the first failed delivery
-        self._count(result.predictions, result.dead_letters)
+        outs = batch_outputs(result.predictions, result.dead_letters, kind=self.kind.name,
+                             worker_id=self._worker_id, max_request_bytes=self._max_request_bytes,
+                             ledger=self._ledger)
+        await self._produce(outs)
+        self._count(outs)
         for event, record in zip(events, records):
             await ack(event)
             self.positions[(record.topic, record.partition)] = record.offset + 1
 
-    async def _send_prediction(self, pred: Prediction) -> Awaitable[Any]:
-        return await self._predictions.send(key=pred.event_id.encode("utf-8"),
-                                            value=encode_prediction(pred))
+    async def _produce(self, outs: list[Outgoing]) -> None:
+        """Send every output, then await every delivery. A dead letter refused as too large is
+        sent again in its bounded form; any other failure raises (the caller fail-stops)."""
+        futures = [await self._send(out) for out in outs]
+        answers = await asyncio.gather(*futures, return_exceptions=True)
+        again = []
+        for out, answer in zip(outs, answers):
+            if isinstance(answer, BaseException):
+                if not out.degrade(answer):
+                    raise answer
+                again.append(out)
+        if again:
+            await self._produce(again)
 
-    async def _send_deadletter(self, record: InputRecord, error: PoisonMessage) -> Awaitable[Any]:
-        return await self._deadletter.send(
-            key=record.key, value=record.value,
-            headers=deadletter_headers(record, error, self._worker_id))
+    async def _send(self, out: Outgoing) -> Awaitable[Any]:
+        sink = self._predictions if out.error is None else self._deadletter
+        message = out.message
+        try:
+            return await sink.send(key=message.key, value=message.value, headers=message.headers)
+        except Exception as exc:
+            if not out.degrade(exc):
+                raise
+        return await self._send(out)
 
-    def _count(self, predictions: list[tuple[InputRecord, Prediction]],
-               dead_letters: list[tuple[InputRecord, PoisonMessage]]) -> None:
+    def _count(self, outs: list[Outgoing]) -> None:
         kind, m = self.kind.name, self._metrics
-        for _, pred in predictions:
-            m.predictions.labels(kind, pred.model).inc()
-            m.end_to_end_seconds.labels(kind).observe(_seconds(pred.event_time, pred.produced_at))
-        for _, error in dead_letters:
-            m.deadletters.labels(kind, error.reason).inc()
-        if dead_letters:
-            log.warning("%d of %d %s events dead-lettered: %s", len(dead_letters),
-                     len(predictions) + len(dead_letters), kind,
-                     sorted({e.reason.value for _, e in dead_letters}))
+        reasons = []
+        for out in outs:
+            pred = out.prediction
+            if out.error is not None:
+                reasons.append(out.error.reason.value)
+                m.deadletters.labels(kind, out.error.reason).inc()
+                if out.bounded:
+                    m.deadletters_bounded.labels(kind).inc()
+            elif pred is not None:
+                m.predictions.labels(kind, pred.model).inc()
+                m.end_to_end_seconds.labels(kind).observe(_seconds(pred.event_time, pred.produced_at))
+                if pred.event_id_conflict:
+                    m.event_id_conflicts.labels(kind).inc()
+                for channel, n in pred.extra.get("quality", {}).get("implausible", {}).items():
+                    m.implausible_values.labels(kind, channel).inc(n)
+        if reasons:
+            log.warning("%d of %d %s events dead-lettered: %s", len(reasons), len(outs), kind,
+                        sorted(set(reasons)))
 
 
 def _seconds(start: datetime, end: datetime) -> float:

@@ -107,7 +107,7 @@ def vitals_message(
     values = vitals_window(rng)
     end = end or datetime.now(UTC)
     start = end - timedelta(seconds=interval_s * (len(values) - 1))
-    patient = f"bench-patient-{rng.integers(0, 64)}"
+    patient = f"PSN-{int(rng.integers(0, 64)):032x}"  # the producers' pseudonym form
     window = VitalsWindow(event_id=event_id, patient_id=patient, device_id="bench-monitor",
                           start=start, interval_s=interval_s, values=values)
     return Message(event_id=event_id, key=patient.encode(), value=encode_vitals(window))

@@ -12,7 +12,7 @@ from worker.preprocess.vitals import WINDOW_LEN
 SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm")
 ECG_HZ = 360  # MIT-BIH sampling rate
 HR_AVERAGE_S = 8  # heart-rate averaging window, seconds
-DEMO_PATIENT = "demo-patient"
+DEMO_PATIENT = "PSN-" + "0" * 31 + "1"  # the producers' form: the worker refuses clear ids
 
 
 def heart_rate_window(seconds: int = WINDOW_LEN) -> list[Row]:

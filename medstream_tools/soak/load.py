@@ -34,10 +34,11 @@ def vitals_event(rng: np.random.Generator, patient: int) -> tuple[str, bytes, by
     rows: list[list[float | None]] = values.tolist()
     for r, c in zip(rng.integers(0, 60, 5), rng.integers(0, 6, 5)):
         rows[int(r)][int(c)] = None
-    window = VitalsWindow(event_id=event_id, patient_id=f"pseudo-{patient}",
+    pseudonym = f"PSN-{patient:032x}"  # the producers' form: the worker refuses clear ids
+    window = VitalsWindow(event_id=event_id, patient_id=pseudonym,
                           device_id=f"monitor-{patient}", interval_s=1.0, values=rows,
                           start=datetime.now(UTC) - timedelta(seconds=60))
-    return event_id, f"pseudo-{patient}".encode(), encode_vitals(window)
+    return event_id, pseudonym.encode(), encode_vitals(window)
 
 
 class ScanFactory:

@@ -145,7 +145,7 @@ def vitals_window(event_id: str, rows: int = 60, seed: int = 0, **overrides: Any
     base = np.array([80, 97, 16, 120, 75, 37.0])
     values = (base + rng.normal(0, 1, (rows, 6)) * np.array([5, 1, 2, 8, 5, 0.2])).round(1).tolist()
     values[rows // 2][1] = None
-    value = encode_vitals(VitalsWindow(event_id=event_id, patient_id=f"pseudo-{seed}",
+    value = encode_vitals(VitalsWindow(event_id=event_id, patient_id=f"PSN-{seed:032x}",
                                        device_id="monitor-1", start=datetime.now(UTC),
                                        interval_s=1.0, values=values))
     return json.dumps({**json.loads(value), **overrides}).encode() if overrides else value

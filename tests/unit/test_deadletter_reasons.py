@@ -34,7 +34,7 @@ def test_values_are_stable_label_slugs() -> None:
         assert reason == reason.value and str(reason) == f"{reason}" == reason.value
         assert reason.value.isidentifier() and reason.value.islower()
         assert reason.kinds and set(reason.kinds) <= {SCAN, VITALS, PRODUCERS} and reason.meaning
-    assert len(DeadLetterReason) == 25
+    assert len(DeadLetterReason) == 27
 
 
 def test_poison_message_refuses_free_strings() -> None:

@@ -91,7 +91,8 @@ async def test_real_kinds_decode_in_a_thread_pool() -> None:
     assert list(preds) == [0] and dead == {1: "format", 2: "dicom_decode"}
     assert result.predictions[0][1].outputs["label"] in {"normal", "pneumonia"}
 
-    good = VitalsWindow("w", "p", "d", datetime(2026, 1, 1, tzinfo=UTC), 1.0, [[80.0] + [None] * 5])
+    good = VitalsWindow("w", "PSN-" + "0" * 32, "d", datetime(2026, 1, 1, tzinfo=UTC), 1.0,
+                        [[80.0] + [None] * 5])
     nan = replace(good, event_id="n", values=[[None] * 6] * 5)
     vitals = vitals_kind(settings, ModelInfo("vitals_lstm", "1", 64))
     result = await run_batch(records(encode_vitals(good), encode_vitals(nan)),

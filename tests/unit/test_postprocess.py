@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from worker.contracts import InputRecord, ScanMeta, VitalsWindow
+from worker.contracts import CHANNELS, InputRecord, ScanMeta, VitalsMeta, VitalsWindow
 from worker.errors import ConfigurationError, PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.postprocess import (
@@ -55,9 +55,11 @@ def test_predictions_carry_model_ids_times_and_latency() -> None:
 
     window = VitalsWindow("w", "p", "d", T0, 30.0, [[1.0] * 6] * 3)
     lstm = ModelInfo("vitals_lstm", "1", 64)
-    pred = vitals_prediction(window, {"risk": np.array([0.1]), "forecast": np.zeros(6)}, RECORD, lstm, T0)
+    quality = {"implausible": dict.fromkeys(CHANNELS, 0), "missing": dict.fromkeys(CHANNELS, 0)}
+    pred = vitals_prediction(VitalsMeta(window, **quality), {"risk": np.array([0.1]), "forecast": np.zeros(6)},
+                             RECORD, lstm, T0)
     assert pred.event_time == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
-    assert pred.patient_id == "p" and pred.extra == {"device_id": "d"}
+    assert pred.patient_id == "p" and pred.extra == {"device_id": "d", "quality": quality}
 
 
 def test_latency_is_never_negative() -> None:

@@ -5,13 +5,22 @@ Decoding failures raise `worker.errors.PoisonMessage` with a `DeadLetterReason`.
 """
 
 from worker.contracts.fields import iso, parse_utc
+from worker.contracts.identity import input_digest, is_pseudonym
 from worker.contracts.prediction import (
     PREDICTION_SCHEMA,
     Prediction,
     decode_prediction,
     encode_prediction,
 )
-from worker.contracts.records import InputRecord, check_size, deadletter_headers
+from worker.contracts.records import (
+    InputRecord,
+    OutputRecord,
+    bounded_deadletter,
+    check_size,
+    deadletter_headers,
+    decode_deadletter_stub,
+    full_deadletter,
+)
 from worker.contracts.scan import (
     SCAN_SCHEMA,
     ScanEnvelope,
@@ -23,8 +32,10 @@ from worker.contracts.scan import (
 )
 from worker.contracts.vitals import (
     CHANNELS,
+    PLAUSIBLE,
     VITALS_SCHEMA,
     Row,
+    VitalsMeta,
     VitalsWindow,
     decode_vitals,
     encode_vitals,
@@ -32,24 +43,32 @@ from worker.contracts.vitals import (
 
 __all__ = [
     "CHANNELS",
+    "PLAUSIBLE",
     "PREDICTION_SCHEMA",
     "SCAN_SCHEMA",
     "VITALS_SCHEMA",
     "InputRecord",
+    "OutputRecord",
     "Prediction",
     "Row",
     "ScanEnvelope",
     "ScanMeta",
+    "VitalsMeta",
     "VitalsWindow",
+    "bounded_deadletter",
     "check_size",
     "deadletter_headers",
+    "decode_deadletter_stub",
     "decode_prediction",
     "decode_scan_envelope",
     "decode_vitals",
     "encode_prediction",
     "encode_scan_envelope",
     "encode_vitals",
+    "full_deadletter",
+    "input_digest",
     "is_dicom",
+    "is_pseudonym",
     "iso",
     "looks_like_json",
     "parse_utc",

@@ -7,12 +7,19 @@ patient identifiers or input values.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import DeadLetterReason, PoisonMessage
 
 MAX_ID_CHARS = 256
+UNSAFE_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Control characters and lone surrogates (valid JSON escapes, but no valid UTF-8 Kafka key)."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Event times outside [EARLIEST, LATEST] are refused: they are sender bugs, and far dates
+overflow datetime arithmetic (year 9999 plus a window)."""
 
 
 def json_object(value: bytes) -> dict[str, Any]:
@@ -50,10 +57,13 @@ def check_schema(obj: dict[str, Any], expected: str) -> None:
 
 
 def text(obj: dict[str, Any], name: str) -> str:
-    """A required identifier field: a non-empty string of bounded length."""
+    """A required identifier field: a non-empty string of bounded length that encodes as UTF-8
+    without control characters (ids become Kafka keys and header values)."""
     value = obj.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
         raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must be a non-empty string of at most {MAX_ID_CHARS} chars")
+    if UNSAFE_ID_CHARS.search(value):
+        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} contains a control character or a lone surrogate")
     return value
 
 
@@ -68,11 +78,19 @@ def parse_utc(value: object, name: str) -> datetime:
         raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must be an ISO-8601 string")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} is not ISO-8601") from exc
-    if moment.tzinfo is None:
-        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must carry a UTC offset (e.g. 'Z')")
-    return moment.astimezone(UTC)
+        if moment.tzinfo is None:
+            raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must carry a UTC offset (e.g. 'Z')")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 or 9999 shifted to UTC
+        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} is not an ISO-8601 time") from exc
+
+
+def in_range(moment: datetime, name: str) -> datetime:
+    """`moment` when it lies within [EARLIEST, LATEST]; PoisonMessage(SCHEMA) otherwise."""
+    if not EARLIEST <= moment <= LATEST:
+        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must lie between "
+                            f"{EARLIEST.year} and {LATEST.year}")
+    return moment
 
 
 def iso(moment: datetime) -> str:

@@ -20,7 +20,7 @@ from worker.errors import DeadLetterReason, PoisonMessage
 
 PREDICTION_SCHEMA = "medstream.prediction/v1"
 _FIELDS = ("schema", "event_id", "kind", "patient_id", "model", "model_version", "outputs",
-           "event_time", "produced_at", "latency_ms")
+           "event_time", "produced_at", "latency_ms", "input_digest", "event_id_conflict")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Prediction:
     produced_at: datetime
     latency_ms: float  # carried rounded to 3 decimals
     extra: dict[str, Any] = field(default_factory=dict)  # study_uid / sop_uid for scans
+    input_digest: str | None = None  # "sha256:<hex>" of the input value (worker.contracts.identity)
+    event_id_conflict: bool = False  # this worker saw the event id with another digest recently
 
 
 def encode_prediction(pred: Prediction) -> bytes:
@@ -53,6 +55,8 @@ def encode_prediction(pred: Prediction) -> bytes:
         "event_time": iso(pred.event_time),
         "produced_at": iso(pred.produced_at),
         "latency_ms": round(pred.latency_ms, 3),
+        **({"input_digest": pred.input_digest} if pred.input_digest is not None else {}),
+        **({"event_id_conflict": True} if pred.event_id_conflict else {}),
     })
 
 
@@ -63,6 +67,8 @@ def decode_prediction(value: bytes) -> Prediction:
     outputs, latency = obj.get("outputs"), obj.get("latency_ms")
     if not isinstance(outputs, dict):
         raise PoisonMessage(DeadLetterReason.SCHEMA, "field 'outputs' must be an object")
+    if not isinstance(obj.get("event_id_conflict", False), bool):
+        raise PoisonMessage(DeadLetterReason.SCHEMA, "field 'event_id_conflict' must be a boolean")
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency):
         raise PoisonMessage(DeadLetterReason.SCHEMA, "field 'latency_ms' must be a number")
     return Prediction(
@@ -76,4 +82,6 @@ def decode_prediction(value: bytes) -> Prediction:
         produced_at=parse_utc(obj.get("produced_at"), "produced_at"),
         latency_ms=float(latency),
         extra={k: v for k, v in obj.items() if k not in _FIELDS},
+        input_digest=optional_text(obj, "input_digest"),
+        event_id_conflict=obj.get("event_id_conflict", False),
     )

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from worker.contracts.fields import check_schema, dump, iso, json_object, parse_utc, text
+from worker.contracts.fields import (
+    check_schema,
+    dump,
+    in_range,
+    iso,
+    json_object,
+    parse_utc,
+    text,
+)
 from worker.errors import DeadLetterReason, PoisonMessage
 
 VITALS_SCHEMA = "medstream.vitals/v1"
 CHANNELS: tuple[str, ...] = ("hr", "spo2", "rr", "sbp", "dbp", "temp")
 """Channel order of every vitals window: bpm, %, breaths/min, mmHg, mmHg, degrees C."""
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "hr": (0.0, 350.0), "spo2": (0.0, 100.0), "rr": (0.0, 200.0),
+    "sbp": (0.0, 300.0), "dbp": (0.0, 300.0), "temp": (25.0, 45.0),
+}
+"""Inclusive range of a value a bedside monitor can report for a living patient, per channel
+(docs/worker.md, "Physiological plausibility"); a value outside is treated as missing and
+counted. Rows whose dbp is not below their sbp lose both."""
+MAX_INTERVAL_S = 3600.0
+"""Longest sampling interval of a window (an hourly chart); longer ones are refused."""
 Row = list[float | None]
 
 
@@ -29,8 +46,18 @@ class VitalsWindow:
 
     @property
     def end_time(self) -> datetime:
-        """Time of the last sample of the window."""
+        """Time of the last sample of the window (decode_vitals checks that it is in range)."""
         return self.start + timedelta(seconds=self.interval_s * (len(self.values) - 1))
+
+
+@dataclass(frozen=True)
+class VitalsMeta:
+    """What a vitals prediction needs: the window, and per channel the values masked as
+    implausible and the values missing (after masking) in the rows the model saw."""
+
+    window: VitalsWindow
+    implausible: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
 
 
 def encode_vitals(window: VitalsWindow) -> bytes:
@@ -81,14 +108,19 @@ def decode_vitals(value: bytes) -> VitalsWindow:
     check_schema(obj, VITALS_SCHEMA)
     interval = obj.get("interval_s")
     if (isinstance(interval, bool) or not isinstance(interval, (int, float))
-            or not math.isfinite(interval) or interval <= 0):
-        raise PoisonMessage(DeadLetterReason.SCHEMA, "field 'interval_s' must be a positive number")
+            or not math.isfinite(interval) or not 0 < interval <= MAX_INTERVAL_S):
+        raise PoisonMessage(DeadLetterReason.SCHEMA, f"field 'interval_s' must be a number in (0, {MAX_INTERVAL_S:g}]")
     order = _channel_order(obj.get("channels"))
-    return VitalsWindow(
+    window = VitalsWindow(
         event_id=text(obj, "event_id"),
         patient_id=text(obj, "patient_id"),
         device_id=text(obj, "device_id"),
-        start=parse_utc(obj.get("start"), "start"),
+        start=in_range(parse_utc(obj.get("start"), "start"), "start"),
         interval_s=float(interval),
         values=_reorder(obj.get("values"), order, len(obj["channels"])),
     )
+    try:
+        in_range(window.end_time, "end")  # the last sample: start + interval_s x (rows - 1)
+    except OverflowError as exc:
+        raise PoisonMessage(DeadLetterReason.SCHEMA, "the window ends after the year 9999") from exc
+    return window

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from worker.contracts import CHANNELS, VitalsWindow, decode_vitals
+from worker.contracts import CHANNELS, VitalsMeta, decode_vitals, is_pseudonym
+from worker.errors import DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
 from worker.kinds.base import KindSpec
 from worker.pipeline import Kind
 from worker.postprocess import vitals_prediction
-from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
+from worker.preprocess.vitals import WINDOW_LEN, screened_window
 from worker.settings import Settings
 
 INPUT = "window"
@@ -24,20 +27,29 @@ def vitals_model_spec(name: str) -> ModelSpec:
     )
 
 
-def prepare_vitals(value: bytes) -> tuple[VitalsWindow, np.ndarray]:
-    """Validate a window and build its LSTM input tensor."""
+def prepare_vitals(value: bytes, *, require_deidentified: bool) -> tuple[VitalsMeta, np.ndarray]:
+    """Validate a window, screen its values and build its LSTM input tensor.
+
+    With `require_deidentified` (MEDSTREAM_REQUIRE_DEIDENTIFIED) the patient id must be a
+    producer pseudonym; checked last, so that a malformed window keeps its own reason.
+    """
     window = decode_vitals(value)
-    return window, window_to_tensor(window.values)
+    tensor, implausible, missing = screened_window(window.values)
+    if require_deidentified and not is_pseudonym(window.patient_id):
+        raise PoisonMessage(DeadLetterReason.NOT_DEIDENTIFIED,
+                            "patient_id is not a producer pseudonym (PSN-<32 hex>)")
+    return VitalsMeta(window, implausible, missing), tensor
 
 
-def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsWindow]:
+def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsMeta]:
     """Pipeline description of vitals windows (cheap: decoded on the event loop)."""
     return Kind(
         name="vitals",
         model=model,
         input_name=INPUT,
         max_bytes=settings.vitals.max_bytes,
-        prepare=prepare_vitals,
+        prepare=functools.partial(prepare_vitals,
+                                  require_deidentified=settings.require_deidentified),
         build=vitals_prediction,
     )
 

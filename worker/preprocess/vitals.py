@@ -1,7 +1,9 @@
 """Vital-sign window preprocessing shared by training and the worker: rows -> float32 [60, 12].
 
 Columns 0-5 are the channels normalised with fixed physiological constants (missing -> 0);
-columns 6-11 are missing-masks (1.0 = the value was missing). Pure numpy.
+columns 6-11 are missing-masks (1.0 = the value was missing). The worker first screens the
+window (`screened_window`): values outside `worker.contracts.PLAUSIBLE` become missing and are
+counted, and a channel with mostly implausible values makes the window poison. Pure numpy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worker.contracts.vitals import CHANNELS
+from worker.contracts.vitals import CHANNELS, PLAUSIBLE
 from worker.errors import DeadLetterReason, PoisonMessage
 
 WINDOW_LEN = 60
@@ -25,6 +27,13 @@ NORM_CLIP = 10.0
 """Normalised values are clipped to +/- this, so one absurd reading cannot saturate the LSTM."""
 MAX_NON_FINITE_FRACTION = 0.5
 """More NaN/inf numbers than this fraction of the cells is a "non-finite storm" (poison)."""
+MAX_IMPLAUSIBLE_FRACTION = 0.5
+"""A channel with more implausible values than this fraction of its present values makes the
+window poison (IMPLAUSIBLE): a feed that is mostly out of range is a unit, sign or mapping
+error upstream, not an artefact to mask."""
+LOW = np.array([PLAUSIBLE[c][0] for c in CHANNELS])
+HIGH = np.array([PLAUSIBLE[c][1] for c in CHANNELS])
+SBP, DBP = CHANNELS.index("sbp"), CHANNELS.index("dbp")
 
 
 def _cell(value: object) -> float:
@@ -76,6 +85,17 @@ def _as_array(values: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, int
     return np.array(rows, dtype=np.float64), non_finite
 
 
+def _recent(values: Sequence[Sequence[float | None]]) -> np.ndarray:
+    """The last 60 rows as float [T, 6] (NaN = missing), after the shape/NaN/missing checks."""
+    raw, non_finite = _as_array(values)
+    if non_finite > MAX_NON_FINITE_FRACTION * raw.size:
+        raise PoisonMessage(DeadLetterReason.NON_FINITE, f"{non_finite} of {raw.size} values are NaN/inf")
+    raw = raw[-WINDOW_LEN:]
+    if not np.isfinite(raw).any():
+        raise PoisonMessage(DeadLetterReason.ALL_MISSING, "every vital-sign value in the window is missing")
+    return raw
+
+
 def window_to_tensor(values: Sequence[Sequence[float | None]]) -> np.ndarray:
     """Turn T rows x 6 channels into the LSTM input, float32 [60, 12].
 
@@ -83,13 +103,44 @@ def window_to_tensor(values: Sequence[Sequence[float | None]]) -> np.ndarray:
     +/-inf are missing. Raises PoisonMessage on a wrong shape or non-numeric value, when
     every value is missing, or when more than half of the numbers are NaN/inf.
     """
-    raw, non_finite = _as_array(values)
-    if non_finite > MAX_NON_FINITE_FRACTION * raw.size:
-        raise PoisonMessage(DeadLetterReason.NON_FINITE, f"{non_finite} of {raw.size} values are NaN/inf")
-    raw = raw[-WINDOW_LEN:]
+    return _tensor(_recent(values))
+
+
+def implausible_mask(raw: np.ndarray) -> np.ndarray:
+    """True where a present value lies outside its channel's PLAUSIBLE range, and for sbp and
+    dbp of rows whose (otherwise plausible) dbp is not below their sbp."""
+    outside = np.isfinite(raw) & ((raw < LOW) | (raw > HIGH))
+    crossed = (raw[:, DBP] >= raw[:, SBP]) & ~outside[:, SBP] & ~outside[:, DBP]  # NaN: False
+    crossed &= np.isfinite(raw[:, SBP]) & np.isfinite(raw[:, DBP])
+    outside[:, SBP] |= crossed
+    outside[:, DBP] |= crossed
+    return outside
+
+
+def screened_window(values: Sequence[Sequence[float | None]]
+                    ) -> tuple[np.ndarray, dict[str, int], dict[str, int]]:
+    """`window_to_tensor` after masking implausible values; also, per channel, the count of
+    masked values and of missing values (after masking) in the rows the model sees.
+
+    Raises PoisonMessage(IMPLAUSIBLE) when a channel has more than MAX_IMPLAUSIBLE_FRACTION of
+    its present values implausible (so also when nothing plausible is left).
+    """
+    raw = _recent(values)
+    outside = implausible_mask(raw)
+    masked_n, present_n = outside.sum(axis=0), np.isfinite(raw).sum(axis=0)
+    bad = masked_n > MAX_IMPLAUSIBLE_FRACTION * present_n
+    if bad.any():
+        detail = ", ".join(f"{c} {m} of {p}" for c, m, p, b in zip(CHANNELS, masked_n, present_n, bad) if b)
+        raise PoisonMessage(DeadLetterReason.IMPLAUSIBLE, f"values outside the plausible range: {detail}")
+    masked = np.where(outside, np.nan, raw)
+    missing_n = (~np.isfinite(masked)).sum(axis=0)
+    return (_tensor(masked), dict(zip(CHANNELS, map(int, masked_n))),
+            dict(zip(CHANNELS, map(int, missing_n))))
+
+
+def _tensor(raw: np.ndarray) -> np.ndarray:
+    """Float [T <= 60, 6] with NaN for missing -> the normalised, masked LSTM input."""
     missing = ~np.isfinite(raw)
-    if missing.all():
-        raise PoisonMessage(DeadLetterReason.ALL_MISSING, "every vital-sign value in the window is missing")
     normalised = np.clip((np.where(missing, NORM_CENTRE, raw) - NORM_CENTRE) / NORM_SCALE,
                          -NORM_CLIP, NORM_CLIP)
     out = np.zeros((WINDOW_LEN, 2 * len(CHANNELS)), dtype=np.float32)
