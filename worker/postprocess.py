@@ -11,6 +11,7 @@ import numpy as np
 from worker.contracts import CHANNELS, InputRecord, Prediction, ScanMeta, VitalsWindow
 from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
+from worker.news2 import window_news2
 
 DIGITS = 6
 
@@ -65,11 +66,13 @@ def scan_prediction(meta: ScanMeta, outputs: dict[str, np.ndarray], record: Inpu
 
 def vitals_prediction(window: VitalsWindow, outputs: dict[str, np.ndarray], record: InputRecord,
                       model: ModelInfo, produced_at: datetime) -> Prediction:
-    """Prediction for one vitals window; event time = time of its last sample."""
+    """Prediction for one vitals window (LSTM risk and forecast, NEWS2 of the window); event
+    time = time of its last sample."""
     return Prediction(
         event_id=window.event_id, kind="vitals", patient_id=window.patient_id,
         model=model.name, model_version=model.version,
-        outputs=vitals_outputs(outputs["risk"], outputs["forecast"]),
+        outputs={**vitals_outputs(outputs["risk"], outputs["forecast"]),
+                 "news2": window_news2(window.values)},  # the chart score beside the model's risk
         event_time=window.end_time, produced_at=produced_at,
         latency_ms=latency_ms(record, produced_at),
         extra={"device_id": window.device_id},

@@ -1,0 +1,94 @@
+"""Pure per-patient alert state machine with hysteresis (the faust table's value per patient).
+
+Quiet -> `raised` after `alert_consecutive` windows in a row at risk >= `alert_threshold`;
+while raised, `updated` at most once per `alert_repeat_s` of window time; `cleared` after
+`clear_consecutive` windows in a row below `clear_threshold` (< alert_threshold: a risk
+hovering at the threshold neither flaps nor repeats). Every decision depends only on the
+sequence of windows (their event times), so re-delivered windows replay to the same records;
+a window not newer than the last one applied is dropped (`stale`: re-delivery or out of
+order). The worker clock is used only to drop a patient idle for `patient_idle_s` (an open
+episode then ends as `expired`: the alert's state is unknown, not cleared) and to refuse
+windows from more than `clock_skew_s` in the future. The functions update the state dict they
+are given and return it. Memory per patient: ~600 bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.contracts import Alert, RiskEvent
+from worker.settings import StudySettings
+
+State = dict[str, Any]
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def new_state(event: RiskEvent, partition: int) -> State:
+    """A patient with no alert yet."""
+    return {"patient_id": event.patient_id, "partition": partition, "episode": 0,
+            "active": False, "high": 0, "low": 0, "last_event_time": None, "last_seen": None,
+            "raised_at": None, "seq": 0, "last_emit_time": None, "peak": 0.0, "last": None}
+
+
+def _alert(state: State, status: str, now: float) -> Alert:
+    last = state["last"]
+    return Alert(
+        patient_id=state["patient_id"], episode=state["episode"],
+        raised_at=_when(state["raised_at"]), seq=state["seq"], status=status,  # type: ignore[arg-type]
+        risk=last["risk"], peak_risk=state["peak"], news2=last["news2"],
+        event_id=last["event_id"], event_time=_when(last["event_time"]), model=last["model"],
+        model_version=last["model_version"], produced_at=_when(now))
+
+
+def apply_risk(state: State | None, event: RiskEvent, partition: int, now: float,
+               settings: StudySettings) -> tuple[State | None, list[Alert], str | None]:
+    """Fold one window into the patient's state: (state, alerts to emit, anomaly or None).
+
+    A window refused as `clock_skew` leaves a new patient without state (None).
+    """
+    moment = event.event_time.timestamp()
+    if moment > now + settings.clock_skew_s:
+        return state, [], "clock_skew"
+    state = state if state is not None else new_state(event, partition)
+    if state["last_event_time"] is not None and moment <= state["last_event_time"]:
+        return state, [], "stale"
+    state["last_event_time"], state["last_seen"] = moment, now
+    state["last"] = {"risk": event.risk, "news2": event.news2, "event_id": event.event_id,
+                     "event_time": moment, "model": event.model,
+                     "model_version": event.model_version}
+    if not state["active"]:
+        return state, _maybe_raise(state, event.risk, moment, now, settings), None
+    state["peak"] = max(state["peak"], event.risk)
+    state["low"] = state["low"] + 1 if event.risk < settings.clear_threshold else 0
+    if state["low"] >= settings.clear_consecutive:
+        state.update(active=False, high=0, low=0, seq=state["seq"] + 1)
+        return state, [_alert(state, "cleared", now)], None
+    if moment >= state["last_emit_time"] + settings.alert_repeat_s:
+        state.update(seq=state["seq"] + 1, last_emit_time=moment)
+        return state, [_alert(state, "updated", now)], None
+    return state, [], None
+
+
+def _maybe_raise(state: State, risk: float, moment: float, now: float,
+                 settings: StudySettings) -> list[Alert]:
+    state["high"] = state["high"] + 1 if risk >= settings.alert_threshold else 0
+    if state["high"] < settings.alert_consecutive:
+        return []
+    state.update(active=True, episode=state["episode"] + 1, raised_at=moment, seq=0,
+                 last_emit_time=moment, peak=risk, low=0)
+    return [_alert(state, "raised", now)]
+
+
+def idle(state: State, now: float, settings: StudySettings) -> tuple[bool, list[Alert]]:
+    """(drop the state?, alerts): a patient without a window for `patient_idle_s` is dropped;
+    an open episode then ends as `expired`."""
+    if now < state["last_seen"] + settings.patient_idle_s:
+        return False, []
+    if not state["active"]:
+        return True, []
+    state.update(active=False, seq=state["seq"] + 1)
+    return True, [_alert(state, "expired", now)]
