@@ -60,7 +60,8 @@ def scan_prediction(meta: ScanMeta, outputs: dict[str, np.ndarray], record: Inpu
         outputs=scan_outputs(outputs["probabilities"], model.labels),
         event_time=meta.event_time or kafka_time(record),
         produced_at=produced_at, latency_ms=latency_ms(record, produced_at),
-        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid},
+        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid,
+               "series_uid": meta.series_uid, "modality": meta.modality},
     )
 
 

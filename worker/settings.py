@@ -74,7 +74,9 @@ class StudySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    enabled: bool = True
+    # Off by default until every harness that runs workers on its own topic set (bench, demo,
+    # soak, test workers) names these topics too: the defaults below are shared names.
+    enabled: bool = False
     topic: str = Field("studies", min_length=1)  # medstream.study/v1 results (compacted)
     alerts_topic: str = Field("alerts", min_length=1)  # medstream.alert/v1
     events_topic: str = Field("study-events", min_length=1)  # internal: outcomes by study
@@ -96,6 +98,7 @@ class StudySettings(BaseModel):
     clear_threshold: float = Field(0.3, ge=0, le=1)
     clear_consecutive: int = Field(3, ge=1)
     alert_repeat_s: float = Field(300.0, gt=0)  # at most one `updated` per this much window time
+    reorder_s: float = Field(2.0, ge=0)  # windows held this long to be applied in time order
     patient_idle_s: float = Field(3600.0, gt=0)  # no window for this long: state dropped
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.alerts.state import State, apply_risk, idle
+from worker.alerts.state import State, apply_risk, flush, idle
 from worker.contracts import (
     Alert,
     RiskEvent,
@@ -18,7 +18,7 @@ from worker.settings import StudySettings
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 NOW = T0.timestamp() + 3600
 S = StudySettings(alert_threshold=0.7, clear_threshold=0.4, alert_consecutive=3,
-                  clear_consecutive=2, alert_repeat_s=60, patient_idle_s=600)
+                  clear_consecutive=2, alert_repeat_s=60, patient_idle_s=600, reorder_s=2)
 NEWS2 = {"score": 6, "band": "medium", "subscores": {}, "missing": []}
 
 
@@ -27,12 +27,15 @@ def window(n: int, risk: float) -> RiskEvent:
                      "1+sha", NEWS2)
 
 
-def run(risks: list[float], state: State | None = None) -> tuple[State | None, list[Alert]]:
-    alerts: list[Alert] = []
-    for n, risk in enumerate(risks):
-        state, out, _ = apply_risk(state, window(n, risk), 1, NOW, S)
-        alerts += out
-    return state, alerts
+def run(risks: list[float], state: State | None = None,
+        order: list[int] | None = None) -> tuple[State | None, list[Alert]]:
+    """Windows arrive (in `order`) within one reorder hold, then the timer flushes them."""
+    for n in order or range(len(risks)):
+        state, anomaly = apply_risk(state, window(n, risks[n]), 1, NOW, S)
+        assert anomaly is None
+    assert state is not None
+    assert flush(state, NOW + 1.9, S) == []  # still held
+    return state, flush(state, NOW + 2, S)
 
 
 def test_raised_after_consecutive_high_windows_only() -> None:
@@ -67,19 +70,27 @@ def test_second_episode_gets_its_own_id() -> None:
     assert alerts[0].alert_id != alerts[2].alert_id
 
 
-def test_redelivered_or_older_window_is_stale() -> None:
+def test_out_of_order_windows_are_applied_in_time_order() -> None:
+    risks = [0.1, 0.9, 0.9, 0.9, 0.1, 0.1]
+    _, in_order = run(risks)
+    _, shuffled = run(risks, order=[3, 0, 5, 1, 4, 2])
+    assert [(a.status, a.event_id) for a in shuffled] == [(a.status, a.event_id) for a in in_order]
+    assert [a.status for a in in_order] == ["raised", "cleared"]
+
+
+def test_redelivered_or_too_late_window_is_stale() -> None:
     state, _ = run([0.9, 0.9])
-    for n in (0, 1):
-        state, out, anomaly = apply_risk(state, window(n, 0.9), 1, NOW, S)
-        assert (out, anomaly) == ([], "stale")
-    state, out, _ = apply_risk(state, window(2, 0.9), 1, NOW, S)
-    assert [a.status for a in out] == ["raised"]
+    for n in (0, 1):  # applied already
+        state, anomaly = apply_risk(state, window(n, 0.9), 1, NOW, S)
+        assert anomaly == "stale"
+    state, _ = apply_risk(state, window(2, 0.9), 1, NOW, S)
+    assert apply_risk(state, window(2, 0.9), 1, NOW, S)[1] == "stale"  # buffered already
+    assert state is not None and [a.status for a in flush(state, NOW + 2, S)] == ["raised"]
 
 
 def test_window_from_the_future_is_refused() -> None:
     future = RiskEvent("pat-1", "w", datetime.fromtimestamp(NOW + 3600, UTC), 0.9, "m", "1", NEWS2)
-    state, out, anomaly = apply_risk(None, future, 1, NOW, S)
-    assert (state, out, anomaly) == (None, [], "clock_skew")
+    assert apply_risk(None, future, 1, NOW, S) == (None, "clock_skew")
 
 
 def test_idle_patient_dropped_open_episode_expires() -> None:
@@ -90,6 +101,8 @@ def test_idle_patient_dropped_open_episode_expires() -> None:
     assert drop and [(a.status, a.seq) for a in alerts] == [("expired", 1)]
     quiet, _ = run([0.1])
     assert quiet is not None and idle(quiet, NOW + 600, S) == (True, [])
+    held, _ = apply_risk(None, window(0, 0.1), 1, NOW, S)
+    assert held is not None and idle(held, NOW + 600, S) == (False, [])  # not flushed yet
 
 
 def test_risk_event_round_trip() -> None:
