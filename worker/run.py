@@ -72,8 +72,7 @@ def check_kafka(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> None:
     study/alert topics when those are enabled)."""
     wanted = {*input_topics(settings, kinds).values(), settings.topic_predictions,
               settings.topic_deadletter}
-    if settings.studies.enabled:
-        wanted |= {t.name for t in study_topic_specs(settings)}
+    wanted |= {t.name for t in study_topic_specs(settings)}  # none unless enabled
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                  client_id=f"{settings.app_id}-check", request_timeout_ms=10_000,

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[NewTopic]:
-    """Each kind's input topic (with its topic configs), predictions, deadletter, and the
-    topics of study results and alerts (worker/studies/topics.py).
+    """Each kind's input topic (with its topic configs), predictions, deadletter, and, when
+    enabled, the topics of study results and alerts (worker/studies/topics.py).
 
     `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
     letter carries the original value unchanged, so a large bad scan must fit there too.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,7 @@ import pydicom
 from prometheus_client import CollectorRegistry
 from pydicom.data import get_testdata_file
 
+from worker.app import create_app
 from worker.contracts import (
     TICK,
     InputRecord,
@@ -22,11 +24,13 @@ from worker.contracts import (
     encode_prediction,
     encode_study_event,
 )
-from worker.settings import StudySettings
+from worker.inference.protocol import ModelInfo
+from worker.settings import Settings, StudySettings
 from worker.studies.feed import Unattributed, from_deadletter, from_prediction
 from worker.studies.keyed import KeyedState, run_batches
 from worker.studies.machines import StudyMachine
 from worker.studies.metrics import StudyMetrics
+from worker.topics import topic_specs
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -113,8 +117,8 @@ async def test_outputs_then_state_then_acks_and_ticks_answer_due_studies() -> No
 async def test_malformed_state_event_is_dropped_and_acked() -> None:
     log: list[str] = []
     keyed, out, changelog, store = engine(log, [T0.timestamp()])
-    await serve(keyed, [event(b"{not json"), event(b'{"schema":"medstream.study-event/v1"}')],
-                [out, changelog], log)
+    wrong = study_event("a").replace(b'"outcome":"predicted"', b'"outcome":"lost"')
+    await serve(keyed, [event(b"{not json"), event(wrong)], [out, changelog], log)
     assert log == ["ack", "ack"] and store == {}
 
 
@@ -183,3 +187,20 @@ def test_feed_reads_a_dead_letter_scans_header() -> None:
         Unattributed.UNDECODABLE)
     vitals = (("source.topic", b"vitals"),)
     assert from_deadletter(record("deadletter", b"{}", vitals), "scans") == Unattributed.OTHER_KIND
+
+
+def test_enabled_studies_add_their_topics_agents_and_tables(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, kafka_bootstrap="127.0.0.1:9", web_port=6998,
+                        state_dir=tmp_path, app_id="unit-studies",
+                        studies=StudySettings(enabled=True))
+    specs = {t.name: t.topic_configs for t in topic_specs(settings)}
+    assert specs["studies"] == {"cleanup.policy": "compact"}
+    assert {"study-events", "alert-events", "alerts"} <= set(specs)
+    models = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
+              "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
+    app = create_app(settings, models)
+    assert sorted(app.agents) == ["medstream.alerts", "medstream.scan", "medstream.studies",
+                                  "medstream.studies-feed", "medstream.vitals"]
+    assert set(app.tables) == {"studies", "alerts"}
+    disabled = {t.name for t in topic_specs(Settings(_env_file=None))}
+    assert disabled == {"scans", "vitals", "predictions", "deadletter"}

@@ -1,4 +1,5 @@
-"""The topics of study results and alerts (created with the others by `medstream topics`)."""
+"""The topics of study results and alerts (created with the others by `medstream topics` when
+`MEDSTREAM_STUDIES__ENABLED=true`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from worker.settings import Settings
 
 def study_topic_specs(settings: Settings) -> list[NewTopic]:
     """Internal re-keyed topics, then results (log-compacted: a reader sees each study's
-    latest revision) and alerts. The faust tables' changelogs are created by faust."""
+    latest revision) and alerts; none while the feature is disabled. The faust tables'
+    changelogs are created by faust."""
     s, n = settings.studies, settings.topic_partitions
+    if not s.enabled:
+        return []
     return [
         NewTopic(s.events_topic, n, 1),
         NewTopic(s.risk_topic, n, 1),
