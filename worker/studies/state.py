@@ -5,9 +5,10 @@ study should be answered now (quiet, or forced); `close` turns it into the next 
 `medstream.study/v1` result. The functions update the state dict they are given (the caller
 owns it) and return it. Times in the state are epoch seconds: `first_seen`/`last_seen`
 come from the outcomes' Kafka timestamps, `result_at` from the worker clock; event (DICOM)
-times are only reported, never used for timing. Memory per open study: ~1 KB plus ~25 bytes
-per instance (a 64-bit digest of its SOPInstanceUID, kept to drop re-deliveries) and the
-top-k lists (docs/studies.md).
+times are only reported, never used for timing. Memory per study (measured, 5 series, one
+model, top 5): ~2 KB plus ~90 bytes per instance in the worker (a 64-bit digest of each
+SOPInstanceUID, kept to drop re-deliveries), ~1 KB plus ~24 bytes per instance as JSON in the
+changelog: 1,000 instances ~95 KB / 25 KB (docs/studies.md).
 """
 
 from __future__ import annotations
