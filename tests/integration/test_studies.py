@@ -3,7 +3,8 @@
 One worker run: a multi-series study (CT, MR, and an instance without pixel data that is
 dead-lettered) gives exactly one final result with the right counts, a late instance exactly
 one amendment; a study with bad input (another patient's instance, a future acquisition time,
-an instance without StudyInstanceUID) is answered with the anomalies counted; a patient whose
+an instance without StudyInstanceUID) is answered for its majority patient, with the anomalies
+counted and `complete` false; a patient whose
 vitals deteriorate and recover gets exactly one alert raised and one cleared, with NEWS2.
 """
 
@@ -57,7 +58,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
                                                       tmp_path: Path) -> None:
     topics, study_topics = all_topics(topic_factory)
     env = study_topics.env(quiet_s=2, alert_consecutive=3, clear_consecutive=3,
-                           alert_repeat_s=3600, reorder_s=1)
+                           alert_repeat_s=3600, reorder_s=3)
     worker = TopicsWorker(settings, topics, tmp_path / "w", extra_env=env).start()
     scans, vitals = study_scans() + bad_scans(), windows("pseudo-alert", PATTERN,
                                                          recent_start(len(PATTERN)))
@@ -102,6 +103,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
 
     assert answered.instances["total"] == 2 and answered.patient_id == "pseudo-bad"
     assert answered.anomalies == {"clock_skew": 1, "patient_mismatch": 1}
+    assert not answered.complete  # another patient's instance: never a confident answer
     assert unattributed == 1  # the instance without StudyInstanceUID
 
     assert [(a.status, a.seq, a.episode) for a in raised_cleared] == [

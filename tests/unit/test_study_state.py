@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import permutations
 
 from worker.contracts import (
     StudyEvent,
@@ -108,11 +109,13 @@ def test_late_instance_amends_with_next_revision_then_expires() -> None:
     assert expired(state, T0.timestamp() + 130 + 3600, S)
 
 
-def test_other_patient_is_counted_not_aggregated() -> None:
-    state = fold(ev("a", p=0.1), ev("b", p=0.99, patient="pat-2"))
-    _, result = close(state, "quiet", T0.timestamp() + 40, S)
-    assert result.instances["total"] == 1 and result.anomalies == {"patient_mismatch": 1}
-    assert result.models[0]["probabilities"]["pneumonia"]["max"] == 0.1
+def test_majority_patient_is_reported_whatever_the_arrival_order() -> None:
+    events = [ev("a", p=0.1, patient="pat-2"), ev("b", p=0.3), ev("c", p=0.2)]
+    for order in permutations(events):
+        _, result = close(fold(*order), "quiet", T0.timestamp() + 40, S)
+        assert (result.patient_id, result.instances["total"]) == ("pat-1", 2)
+        assert result.anomalies == {"patient_mismatch": 1} and not result.complete
+        assert result.models[0]["probabilities"]["pneumonia"]["max"] == 0.3
 
 
 def test_future_event_time_is_not_the_study_time() -> None:

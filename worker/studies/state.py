@@ -37,7 +37,7 @@ class Rules:
 
 def rules_for(state: State, settings: StudySettings) -> Rules:
     """The study's rules: the longest timers and every required modality of its routes."""
-    routes = [settings.routes[m["model"]] for m in state["models"].values()
+    routes = [settings.routes[m["model"]] for m in main_group(state)[1]["models"].values()
               if m["model"] in settings.routes]
     return Rules(
         quiet_s=max([settings.quiet_s, *(r.quiet_s for r in routes if r.quiet_s)]),
@@ -55,21 +55,34 @@ def digest(sop_uid: str) -> str:
 def new_state(study_uid: str, partition: int, event: StudyEvent) -> State:
     """An empty study, opened by `event`."""
     return {
-        "study_uid": study_uid, "partition": partition, "patient_id": event.patient_id,
+        "study_uid": study_uid, "partition": partition,
         "first_seen": event.seen_at.timestamp(), "last_seen": event.seen_at.timestamp(),
-        "study_time": None, "sops": {}, "series": {}, "models": {},
-        "reasons": {"skipped": {}, "dead_lettered": {}}, "anomalies": {},
+        "sops": {}, "patients": {}, "anomalies": {},
         "revision": 0, "pending": False, "result_at": None,
     }
+
+
+def _new_group() -> dict[str, Any]:
+    return {"n": 0, "study_time": None, "series": {}, "models": {},
+            "reasons": {"skipped": {}, "dead_lettered": {}}}
+
+
+def main_group(state: State) -> tuple[str, dict[str, Any]]:
+    """(patient pseudonym or "", aggregates) of the patient with the most instances (ties: the
+    smallest pseudonym), whatever order the instances arrived in."""
+    if not state["patients"]:
+        return "", _new_group()
+    patient = min(state["patients"], key=lambda p: (-state["patients"][p]["n"], p))
+    return patient, state["patients"][patient]
 
 
 def _count(counter: dict[str, int], key: str) -> None:
     counter[key] = counter.get(key, 0) + 1
 
 
-def _add_prediction(state: State, event: StudyEvent, top_k: int) -> None:
+def _add_prediction(group: dict[str, Any], event: StudyEvent, top_k: int) -> None:
     key = f"{event.model}@{event.model_version}"
-    model = state["models"].setdefault(key, {
+    model = group["models"].setdefault(key, {
         "model": event.model, "model_version": event.model_version, "n": 0,
         "sum": {}, "max": {}, "top": {}})
     model["n"] += 1
@@ -85,9 +98,10 @@ def apply_instance(state: State | None, event: StudyEvent, partition: int,
                    settings: StudySettings) -> tuple[State, list[str]]:
     """Fold one outcome into its study; returns the new state and the anomalies it showed.
 
-    A re-delivered instance (same SOPInstanceUID) changes nothing (anomaly `duplicate`). An
-    instance of another patient than the study's first is remembered but left out of every
-    aggregate (`patient_mismatch`). An event time further than `clock_skew_s` ahead of the
+    A re-delivered instance (same SOPInstanceUID) changes nothing (anomaly `duplicate`).
+    Instances are aggregated per patient: the result reports the patient with the most
+    instances, and the others' instances as `patient_mismatch` (an instance without a patient
+    id is a patient of its own). An event time further than `clock_skew_s` ahead of the
     outcome is not used as the study time (`clock_skew`). Beyond `max_instances` instances
     are aggregated without being remembered (`over_capacity`: re-deliveries count twice).
     """
@@ -100,41 +114,41 @@ def apply_instance(state: State | None, event: StudyEvent, partition: int,
         state["sops"][key] = 1
     else:
         anomalies.append("over_capacity")
-    if state["patient_id"] is None:
-        state["patient_id"] = event.patient_id
-    elif event.patient_id is not None and event.patient_id != state["patient_id"]:
+    group = state["patients"].setdefault(event.patient_id or "", _new_group())
+    _aggregate(state, group, event, settings, anomalies)
+    if main_group(state)[1] is not group:
         anomalies.append("patient_mismatch")
-    if "patient_mismatch" not in anomalies:
-        _aggregate(state, event, settings, anomalies)
     for anomaly in anomalies:
-        _count(state["anomalies"], anomaly)
+        if anomaly != "patient_mismatch":  # reported per result, from the final majority
+            _count(state["anomalies"], anomaly)
     return state, anomalies
 
 
-def _aggregate(state: State, event: StudyEvent, settings: StudySettings,
-               anomalies: list[str]) -> None:
+def _aggregate(state: State, group: dict[str, Any], event: StudyEvent,
+               settings: StudySettings, anomalies: list[str]) -> None:
     seen = event.seen_at.timestamp()
     state["first_seen"] = min(state["first_seen"], seen)
     state["last_seen"] = max(state["last_seen"], seen)
     state["pending"] = True
+    group["n"] += 1
     if event.event_time is not None:
         moment = event.event_time.timestamp()
         if moment > seen + settings.clock_skew_s:
             anomalies.append("clock_skew")
-        elif state["study_time"] is None or moment < state["study_time"]:
-            state["study_time"] = moment
-    series = state["series"].setdefault(event.series_uid or "", {
+        elif group["study_time"] is None or moment < group["study_time"]:
+            group["study_time"] = moment
+    series = group["series"].setdefault(event.series_uid or "", {
         "modality": event.modality, "predicted": 0, "skipped": 0, "dead_lettered": 0})
     series["modality"] = series["modality"] or event.modality
     series[event.outcome] += 1
     if event.outcome == "predicted":
-        _add_prediction(state, event, settings.top_k)
+        _add_prediction(group, event, settings.top_k)
     else:
-        _count(state["reasons"][event.outcome], event.reason or "unknown")
+        _count(group["reasons"][event.outcome], event.reason or "unknown")
 
 
-def _modalities(state: State) -> set[str]:
-    return {s["modality"] for s in state["series"].values() if s["modality"]}
+def _modalities(group: dict[str, Any]) -> set[str]:
+    return {s["modality"] for s in group["series"].values() if s["modality"]}
 
 
 def due(state: State, now: float, active_since: float, settings: StudySettings) -> str | None:
@@ -152,7 +166,8 @@ def due(state: State, now: float, active_since: float, settings: StudySettings) 
     if now >= since + rules.max_s:
         return "forced"
     quiet = now >= max(state["last_seen"], active_since) + rules.quiet_s
-    return "quiet" if quiet and rules.required_modalities <= _modalities(state) else None
+    present = _modalities(main_group(state)[1])
+    return "quiet" if quiet and rules.required_modalities <= present else None
 
 
 def expired(state: State, now: float, settings: StudySettings) -> bool:
@@ -178,22 +193,26 @@ def _models(models: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def close(state: State, completion: str, now: float,
           settings: StudySettings) -> tuple[State, StudyResult]:
-    """The study's next revision (final, then amended) and its state after answering."""
+    """The study's next revision (final, then amended) and its state after answering. A study
+    with another patient's instances is never `complete`."""
     rules = rules_for(state, settings)
-    missing = sorted(rules.required_modalities - _modalities(state))
+    patient, group = main_group(state)
+    others = sum(g["n"] for p, g in state["patients"].items() if p != patient)
+    anomalies = {**state["anomalies"], **({"patient_mismatch": others} if others else {})}
+    missing = sorted(rules.required_modalities - _modalities(group))
     series = [{"series_uid": uid or None, **counts}
-              for uid, counts in sorted(state["series"].items())]
+              for uid, counts in sorted(group["series"].items())]
     totals = {o: sum(s[o] for s in series) for o in ("predicted", "skipped", "dead_lettered")}
     state = {**state, "revision": state["revision"] + 1, "pending": False, "result_at": now}
     result = StudyResult(
         study_uid=state["study_uid"], revision=state["revision"],
         completion="forced" if completion == "forced" else "quiet",
-        complete=completion == "quiet" and not missing, patient_id=state["patient_id"],
-        instances={"total": sum(totals.values()), **totals}, series=series,
-        models=_models(state["models"].values()),
-        reasons={k: dict(sorted(v.items())) for k, v in state["reasons"].items()},
-        anomalies=dict(sorted(state["anomalies"].items())), missing_required=missing,
-        study_time=None if state["study_time"] is None else _when(state["study_time"]),
+        complete=completion == "quiet" and not missing and not others,
+        patient_id=patient or None, instances={"total": sum(totals.values()), **totals},
+        series=series, models=_models(group["models"].values()),
+        reasons={k: dict(sorted(v.items())) for k, v in group["reasons"].items()},
+        anomalies=dict(sorted(anomalies.items())), missing_required=missing,
+        study_time=None if group["study_time"] is None else _when(group["study_time"]),
         first_seen=_when(state["first_seen"]), last_seen=_when(state["last_seen"]),
         produced_at=_when(now),
     )
