@@ -21,6 +21,7 @@ import numpy as np
 from scipy.signal import butter, filtfilt, find_peaks
 
 from worker.contracts import CHANNELS
+from worker.news2 import news2_partial
 from worker.preprocess.vitals import WINDOW_LEN, window_to_tensor
 
 ECG_FS = 360.0
@@ -63,17 +64,6 @@ def real_heart_rate() -> np.ndarray:
     """The HR trace of MIT-BIH 208 (about 600 samples at 2 Hz)."""
     ecg = (np.load(ecg_path())["ecg"] - 1024) / 200.0
     return ecg_heart_rate(ecg)
-
-
-def news2_partial(values: np.ndarray) -> np.ndarray:
-    """NEWS2 sub-scores for RR, SpO2 (scale 1), SBP, HR and temperature, summed: [..., 6] -> [...]."""
-    hr, spo2, rr, sbp, temp = (values[..., CHANNELS.index(c)] for c in ("hr", "spo2", "rr", "sbp", "temp"))
-    score = np.select([rr <= 8, rr <= 11, rr <= 20, rr <= 24], [3, 1, 0, 2], 3)
-    score = score + np.select([spo2 <= 91, spo2 <= 93, spo2 <= 95], [3, 2, 1], 0)
-    score = score + np.select([sbp <= 90, sbp <= 100, sbp <= 110, sbp <= 219], [3, 2, 1, 0], 3)
-    score = score + np.select([hr <= 40, hr <= 50, hr <= 90, hr <= 110, hr <= 130], [3, 1, 0, 1, 2], 3)
-    score = score + np.select([temp <= 35.0, temp <= 36.0, temp <= 38.0, temp <= 39.0], [3, 1, 0, 1], 2)
-    return score
 
 
 def synthetic_patient(hr_pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:

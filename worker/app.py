@@ -33,6 +33,7 @@ from worker.probes import (
 from worker.security import kafka_security, triton_grpc_security
 from worker.serving import BatchServer, serve_stream
 from worker.settings import KindSettings, Settings
+from worker.studies.wiring import attach as attach_studies
 from worker.web import STARTING, STOPPING, Readiness, breaker_blocker, register_views
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
         servers.append(server)
         _add_agent(app, server, block)
     metrics.preinitialise((s.kind.name, s.kind.model.name) for s in servers)
+    attach_studies(app, settings, metrics)  # study results and vitals alerts (when enabled)
 
     async def kafka_ready() -> bool:
         # faust's aiokafka producer (private attribute): its client carries the TLS/SASL settings

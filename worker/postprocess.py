@@ -11,6 +11,7 @@ import numpy as np
 from worker.contracts import CHANNELS, InputRecord, Prediction, ScanMeta, VitalsMeta
 from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
+from worker.news2 import window_news2
 
 DIGITS = 6
 
@@ -59,19 +60,22 @@ def scan_prediction(meta: ScanMeta, outputs: dict[str, np.ndarray], record: Inpu
         outputs=scan_outputs(outputs["probabilities"], model.labels),
         event_time=meta.event_time or kafka_time(record),
         produced_at=produced_at, latency_ms=latency_ms(record, produced_at),
-        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid},
+        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid,
+               "series_uid": meta.series_uid, "modality": meta.modality},
     )
 
 
 def vitals_prediction(meta: VitalsMeta, outputs: dict[str, np.ndarray], record: InputRecord,
                       model: ModelInfo, produced_at: datetime) -> Prediction:
-    """Prediction for one vitals window; event time = time of its last sample. `quality` names
-    the values masked as implausible and those missing, per channel, in the rows the model saw."""
+    """Prediction for one vitals window (LSTM risk and forecast, NEWS2 of the window); event
+    time = time of its last sample. `quality` names the values masked as implausible and those
+    missing, per channel, in the rows the model saw."""
     window = meta.window
     return Prediction(
         event_id=window.event_id, kind="vitals", patient_id=window.patient_id,
         model=model.name, model_version=model.version,
-        outputs=vitals_outputs(outputs["risk"], outputs["forecast"]),
+        outputs={**vitals_outputs(outputs["risk"], outputs["forecast"]),
+                 "news2": window_news2(window.values)},  # the chart score beside the model's risk
         event_time=window.end_time, produced_at=produced_at,
         latency_ms=latency_ms(record, produced_at),
         extra={"device_id": window.device_id,

@@ -28,6 +28,7 @@ from worker.metrics import Metrics
 from worker.scan_input import quiet_pydicom
 from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
+from worker.studies.topics import study_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ async def probe_inference(backend: TritonBackend, spec: ModelSpec,
 
 
 def check_kafka(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> None:
-    """The broker answers and the kinds' topics, predictions and deadletter exist."""
+    """The broker answers and the kinds' topics, predictions and deadletter exist (and the
+    study/alert topics when those are enabled)."""
     wanted = {*input_topics(settings, kinds).values(), settings.topic_predictions,
               settings.topic_deadletter}
+    wanted |= {t.name for t in study_topic_specs(settings)}  # none unless enabled
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                  client_id=f"{settings.app_id}-check", request_timeout_ms=10_000,

@@ -122,10 +122,12 @@ def scan_meta(ds: pydicom.Dataset, envelope: ScanEnvelope | None) -> ScanMeta:
     sop_uid = str(ds.SOPInstanceUID).strip()
     study = str(ds.get("StudyInstanceUID", "") or "").strip() or None
     patient = str(ds.get("PatientID", "") or "").strip() or None
+    series = str(ds.get("SeriesInstanceUID", "") or "").strip() or None
+    modality = str(ds.get("Modality", "") or "").strip() or None
     if envelope is not None:
         return ScanMeta(envelope.event_id, sop_uid, study, envelope.patient_id or patient,
-                        dicom_event_time(ds))
-    return ScanMeta(sop_uid, sop_uid, study, patient, dicom_event_time(ds))
+                        dicom_event_time(ds), series, modality)
+    return ScanMeta(sop_uid, sop_uid, study, patient, dicom_event_time(ds), series, modality)
 
 
 def require_deidentified(ds: pydicom.Dataset) -> None:

@@ -59,6 +59,55 @@ class ScanSettings(KindSettings):
     max_claimcheck_bytes: int = Field(512 * MIB, ge=1024)
 
 
+class StudyRoute(BaseModel):
+    """Completeness overrides for the studies one model answers (`MEDSTREAM_STUDIES__ROUTES`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quiet_s: float | None = Field(None, gt=0)
+    max_s: float | None = Field(None, gt=0)
+    required_modalities: tuple[str, ...] = ()
+
+
+class StudySettings(BaseModel):
+    """Study results and vitals alerts (`MEDSTREAM_STUDIES__<FIELD>`, docs/studies.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Off by default until every harness that runs workers on its own topic set (bench, demo,
+    # soak, test workers) names these topics too: the defaults below are shared names.
+    enabled: bool = False
+    topic: str = Field("studies", min_length=1)  # medstream.study/v1 results (compacted)
+    alerts_topic: str = Field("alerts", min_length=1)  # medstream.alert/v1
+    events_topic: str = Field("study-events", min_length=1)  # internal: outcomes by study
+    risk_topic: str = Field("alert-events", min_length=1)  # internal: window risks by patient
+    # Study completeness: quiet for quiet_s since the last instance (and since this worker took
+    # the partition over), or forced max_s after the first instance / the last result
+    quiet_s: float = Field(30.0, gt=0)
+    max_s: float = Field(5400.0, gt=0)
+    required_modalities: tuple[str, ...] = ()  # each must have a series before `quiet` counts
+    routes: dict[str, StudyRoute] = {}  # model name -> overrides for studies it answers
+    retain_s: float = Field(86400.0, gt=0)  # closed studies kept this long for amendments
+    top_k: int = Field(5, ge=1, le=100)
+    max_instances: int = Field(20000, ge=1)  # deduplicated per study; more are counted only
+    clock_skew_s: float = Field(300.0, ge=0)  # event times further ahead are not trusted
+    tick_s: float = Field(1.0, gt=0)  # how often timers are checked
+    # Vitals alerts (hysteresis: raise at >= alert_threshold, clear below clear_threshold)
+    alert_threshold: float = Field(0.5, gt=0, le=1)
+    alert_consecutive: int = Field(3, ge=1)
+    clear_threshold: float = Field(0.3, ge=0, le=1)
+    clear_consecutive: int = Field(3, ge=1)
+    alert_repeat_s: float = Field(300.0, gt=0)  # at most one `updated` per this much window time
+    reorder_s: float = Field(2.0, ge=0)  # windows held this long to be applied in time order
+    patient_idle_s: float = Field(3600.0, gt=0)  # no window for this long: state dropped
+
+    @model_validator(mode="after")
+    def _check_hysteresis(self) -> StudySettings:
+        if self.clear_threshold >= self.alert_threshold:
+            raise ValueError("clear_threshold must be below alert_threshold (hysteresis)")
+        return self
+
+
 #: Flat names from before the kinds nested -> (kind, field); `Settings` still accepts them.
 LEGACY_NAMES: dict[str, tuple[str, str]] = {
     "topic_scans": ("scan", "topic"), "scan_model": ("scan", "model"),
@@ -108,6 +157,7 @@ class Settings(BaseSettings):
                                       within_s=0.05, max_bytes=10 * MIB)
     vitals: KindSettings = KindSettings(topic="vitals", model="vitals_lstm", max_batch=64,
                                         within_s=0.02, max_bytes=MIB)
+    studies: StudySettings = StudySettings()  # study results and vitals alerts
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -12,12 +12,14 @@ from kafka.errors import TopicAlreadyExistsError
 
 from worker.kinds import KINDS, KindSpec, input_topics
 from worker.settings import Settings
+from worker.studies.topics import study_topic_specs
 
 log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[NewTopic]:
-    """Each kind's input topic (with its topic configs), then predictions and deadletter.
+    """Each kind's input topic (with its topic configs), predictions, deadletter, and, when
+    enabled, the topics of study results and alerts (worker/studies/topics.py).
 
     `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
     letter carries the original value unchanged, so a large bad scan must fit there too.
@@ -30,6 +32,7 @@ def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[N
                    topic_configs=kind.topic_configs(settings)) for kind in kinds),
         NewTopic(settings.topic_predictions, partitions, 1),
         NewTopic(settings.topic_deadletter, partitions, 1, topic_configs=large),
+        *study_topic_specs(settings),
     ]
 
 
@@ -59,7 +62,7 @@ def create_topics(bootstrap: str, topics: Iterable[NewTopic], timeout_s: float =
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create the kinds' topics, predictions and deadletter if missing; returns those created."""
+    """Create the topics of `topic_specs` that are missing; returns those created."""
     return create_topics(settings.kafka_bootstrap, topic_specs(settings))
 
 

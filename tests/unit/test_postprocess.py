@@ -51,7 +51,7 @@ def test_predictions_carry_model_ids_times_and_latency() -> None:
     assert (pred.event_id, pred.kind, pred.model, pred.model_version) == ("sop", "scan", "scan_cnn", "1+sha256.ab")
     assert pred.event_time == datetime.fromtimestamp(RECORD.timestamp_s, UTC)  # no DICOM time
     assert pred.latency_ms == pytest.approx(250.0)
-    assert pred.extra == {"study_uid": "study", "sop_uid": "sop"}
+    assert pred.extra == {"study_uid": "study", "sop_uid": "sop", "series_uid": None, "modality": None}
 
     window = VitalsWindow("w", "p", "d", T0, 30.0, [[1.0] * 6] * 3)
     lstm = ModelInfo("vitals_lstm", "1", 64)

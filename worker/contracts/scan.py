@@ -42,6 +42,8 @@ class ScanMeta:
     study_uid: str | None
     patient_id: str | None
     event_time: datetime | None
+    series_uid: str | None = None  # for study-level results (worker/studies/)
+    modality: str | None = None
 
 
 def is_dicom(value: bytes) -> bool:

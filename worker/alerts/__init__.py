@@ -1,0 +1,1 @@
+"""Patient-level alerts: vitals window risks turned into alert episodes (docs/studies.md)."""

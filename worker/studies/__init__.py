@@ -1,0 +1,1 @@
+"""Study-level results: instance outcomes aggregated per StudyInstanceUID (docs/studies.md)."""
