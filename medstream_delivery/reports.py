@@ -1,0 +1,82 @@
+"""What the targets deliver: one model's result for one study revision, or one alert.
+
+These are the delivery side's own views, built from the decoded `medstream.study/v1` and
+`medstream.alert/v1` records by `medstream_delivery.adapter`; the builders of every target
+read only these, so a schema change touches the adapter alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+StudyStatus = Literal["final", "amended"]
+AlertState = Literal["raised", "updated", "cleared"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One class of a model and its study-level probability (0..1)."""
+
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A source instance the result rests on."""
+
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    """One model's result for one revision of one study: each target delivers it once."""
+
+    study_uid: str
+    patient: str  # the patient pseudonym carried on the topic
+    status: StudyStatus
+    revision: int
+    model: str
+    model_version: str
+    findings: tuple[Finding, ...]  # non-empty
+    images: tuple[ImageRef, ...]  # the instances that carry the result (may be empty)
+    instances: int  # instances predicted by this model
+    study_time: datetime | None
+    produced_at: datetime
+
+    @property
+    def conclusion(self) -> Finding:
+        """The most probable class (ties: the first listed)."""
+        return max(self.findings, key=lambda f: f.probability)
+
+
+@dataclass(frozen=True)
+class Vital:
+    """One vital sign of the alert's window (the last non-missing value)."""
+
+    channel: str  # worker.contracts.CHANNELS name: hr, spo2, rr, sbp, dbp, temp
+    value: float
+
+
+@dataclass(frozen=True)
+class AlertReport:
+    """One `medstream.alert/v1` transition of a patient's alert episode."""
+
+    patient: str
+    episode: str
+    state: AlertState
+    sequence: int  # increases within the episode: raised 0, updates 1.., cleared last
+    risk: float  # the model's risk (0..1)
+    news2: int | None  # the NEWS2 total of the same window
+    model: str
+    model_version: str
+    event_time: datetime  # time of the window's last sample
+    produced_at: datetime
+    vitals: tuple[Vital, ...] = ()
+
+
+Report = StudyReport | AlertReport
