@@ -13,7 +13,7 @@ from kafka.structs import TopicPartition
 
 from medstream_delivery.loop import Backoff, DeliveryLoop
 from medstream_delivery.metrics import DeliveryMetrics
-from medstream_delivery.outcomes import RejectReason, Rejected, TargetUnavailable
+from medstream_delivery.outcomes import Rejected, RejectReason, TargetUnavailable
 from medstream_delivery.reports import Report, StudyReport
 from medstream_delivery.web import Readiness
 
