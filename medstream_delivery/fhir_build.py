@@ -3,7 +3,7 @@
 Every entry is a conditional create (`request.ifNoneExist` on a deterministic identifier), so a
 re-delivered Bundle creates nothing new. Each model is a Device; a study report is a
 DiagnosticReport with one Observation per class; an alert is a RiskAssessment whose basis is
-the window's vital-sign Observations and the NEWS2 Observation.
+the NEWS2 Observation of the same window (its sub-scores as components).
 R4B models: DiagnosticReport, Observation, RiskAssessment, Device and Bundle are unchanged
 from R4 in the parts used here (docs/delivery.md).
 """
@@ -35,15 +35,6 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 NEWS2_CODE = {"system": "http://snomed.info/sct", "code": "1104051000000101",
               "display": "Royal College of Physicians NEWS2 (National Early Warning Score 2) "
                          "total score"}
-# channel -> (LOINC code, display, UCUM unit): the FHIR vital-signs profile codes
-VITAL_CODES: dict[str, tuple[str, str, str]] = {
-    "hr": ("8867-4", "Heart rate", "/min"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%"),
-    "rr": ("9279-1", "Respiratory rate", "/min"),
-    "sbp": ("8480-6", "Systolic blood pressure", "mm[Hg]"),
-    "dbp": ("8462-4", "Diastolic blood pressure", "mm[Hg]"),
-    "temp": ("8310-5", "Body temperature", "Cel"),
-}
 NOT_VERIFIED = "AI result, not verified by a clinician"
 
 
@@ -135,28 +126,27 @@ def study_entries(report: StudyReport, resolver: Resolver, device_url: str) -> l
     return [_entry(diagnostic, key), *entries]
 
 
+def _news2(report: AlertReport, patient: dict, when: str) -> tuple[Observation, str]:
+    key = part_key(report, "news2")
+    return Observation(
+        identifier=[_identifier(key)], status="final",
+        category=[{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+        code={"coding": [NEWS2_CODE], "text": "NEWS2 total score"}, subject=patient,
+        effectiveDateTime=when, issued=_time(report.produced_at),
+        valueInteger=report.news2,
+        interpretation=[{"text": f"NEWS2 band {report.news2_band}"}] if report.news2_band else None,
+        component=[{"code": {"text": f"NEWS2 sub-score {name}"}, "valueInteger": points}
+                   for name, points in report.news2_subscores] or None), key
+
+
 def alert_entries(report: AlertReport, resolver: Resolver, device_url: str) -> list[dict]:
-    """The RiskAssessment of one alert, its NEWS2 and vital-sign Observations."""
+    """The RiskAssessment of one alert and, when the window has one, its NEWS2 Observation."""
     patient, when = _patient(resolver.patient(report.patient)), _time(report.event_time)
     entries, basis = [], []
-
-    def observation(part: str, code: dict, category: str, value: dict) -> None:
-        key = part_key(report, part)
-        entries.append(_entry(Observation(
-            identifier=[_identifier(key)], status="final",
-            category=[{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
-            code=code, subject=patient, effectiveDateTime=when,
-            issued=_time(report.produced_at), valueQuantity=value), key))
-        basis.append({"reference": _url(key)})
-
-    for vital in report.vitals:
-        loinc, display, unit = VITAL_CODES[vital.channel]
-        observation(vital.channel, {"coding": [{"system": "http://loinc.org", "code": loinc,
-                                                "display": display}], "text": display},
-                    "vital-signs", _quantity(vital.value, unit, unit))
     if report.news2 is not None:
-        observation("news2", {"coding": [NEWS2_CODE], "text": "NEWS2 total score"}, "survey",
-                    _quantity(report.news2, "score", "{score}"))
+        observation, key = _news2(report, patient, when)
+        entries.append(_entry(observation, key))
+        basis.append({"reference": _url(key)})
     key = report_key(report)
     risk = RiskAssessment(
         identifier=[_identifier(key)], status="final", subject=patient, occurrenceDateTime=when,

@@ -3,8 +3,8 @@
 One message per report; MSH-10 is the report's deterministic control id, so an interface
 engine recognises a re-send. Study: OBR-2/-3 carry the order and accession numbers when known,
 one NM OBX per class probability, a CE OBX with the conclusion, an ST OBX with the Study
-Instance UID, and an NTE saying the result is not verified. Alert: NM OBXs for the risk, NEWS2
-and the window's vital signs (LOINC). Every message passes hl7apy's strict validation.
+Instance UID, and an NTE saying the result is not verified. Alert: OBXs for the risk, NEWS2
+total, band and sub-scores. Every message passes hl7apy's strict validation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Group, Message
 
-from medstream_delivery.fhir_build import NOT_VERIFIED, VITAL_CODES
+from medstream_delivery.fhir_build import NOT_VERIFIED
 from medstream_delivery.identity import Patient, Resolver, Study
 from medstream_delivery.keys import control_id
 from medstream_delivery.reports import AlertReport, Report, StudyReport
@@ -115,7 +115,7 @@ def study_message(report: StudyReport, resolver: Resolver, sender: tuple[str, st
 
 def alert_message(report: AlertReport, resolver: Resolver, sender: tuple[str, str],
                   receiver: tuple[str, str]) -> Message:
-    """ORU^R01 of one alert: risk, NEWS2 and the window's vital signs."""
+    """ORU^R01 of one alert: risk and NEWS2."""
     patient = resolver.patient(report.patient)
     message = _header(report, sender, receiver)
     result = message.add_group("ORU_R01_PATIENT_RESULT")
@@ -127,9 +127,11 @@ def alert_message(report: AlertReport, resolver: Resolver, sender: tuple[str, st
     obx.add("NM", "risk^risk of clinical deterioration^L", _number(report.risk))
     if report.news2 is not None:
         obx.add("NM", NEWS2_CODE, str(report.news2))
-    for vital in report.vitals:
-        loinc, display, _ = VITAL_CODES[vital.channel]
-        obx.add("NM", f"{loinc}^{display}^LN", _number(vital.value))
+    if report.news2_band:
+        obx.add("ST", "news2-band^NEWS2 band^L", escape(report.news2_band))
+    for name, points in report.news2_subscores:
+        parameter = escape(name)
+        obx.add("NM", f"news2-{parameter}^NEWS2 sub-score {parameter}^L", str(points))
     message.validate()
     return message
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 StudyStatus = Literal["final", "amended"]
-AlertState = Literal["raised", "updated", "cleared"]
+AlertState = Literal["raised", "updated", "cleared", "expired"]
 
 
 @dataclass(frozen=True)
@@ -55,28 +55,21 @@ class StudyReport:
 
 
 @dataclass(frozen=True)
-class Vital:
-    """One vital sign of the alert's window (the last non-missing value)."""
-
-    channel: str  # worker.contracts.CHANNELS name: hr, spo2, rr, sbp, dbp, temp
-    value: float
-
-
-@dataclass(frozen=True)
 class AlertReport:
     """One `medstream.alert/v1` transition of a patient's alert episode."""
 
     patient: str
-    episode: str
+    episode: str  # names the episode among the patient's (the alert id)
     state: AlertState
-    sequence: int  # increases within the episode: raised 0, updates 1.., cleared last
-    risk: float  # the model's risk (0..1)
-    news2: int | None  # the NEWS2 total of the same window
+    sequence: int  # increases within the episode: raised 0, then 1, 2, ...
+    risk: float  # the model's risk (0..1) for the window of this record
+    news2: int | None  # the NEWS2 total of the same window (None: a parameter is missing)
+    news2_band: str | None
+    news2_subscores: tuple[tuple[str, int], ...]  # (parameter, points) of the NEWS2 chart
     model: str
     model_version: str
     event_time: datetime  # time of the window's last sample
     produced_at: datetime
-    vitals: tuple[Vital, ...] = ()
 
 
 Report = StudyReport | AlertReport

@@ -3,7 +3,8 @@
 One measurement group per report: the model as the algorithm (name + version) and as the
 observing device, the most probable class as a qualitative evaluation (Finding), each class
 probability as a measurement (UCUM "1"), and the instances the result rests on as source
-images and evidence. Series and SOP Instance UIDs are derived from the report
+images and evidence when the result names them with their SOP classes (else a study-level
+SR: it lies in the study it reports on). Series and SOP Instance UIDs are derived from the report
 (medstream_delivery.keys), so a re-send stores the same instance again.
 """
 
@@ -13,6 +14,7 @@ import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pynetdicom.sop_class import Comprehensive3DSRStorage
 
 from medstream_delivery.identity import Resolver
 from medstream_delivery.keys import sr_instance_uid, sr_series_uid, uid
@@ -26,28 +28,30 @@ SERIES_NUMBER = 990
 MANUFACTURER = "medstream"
 
 
-class Unbuildable(ValueError):
-    """The report lacks what an SR needs (no source instance to reference)."""
-
-
 def _label(label: str, meaning: str) -> Code:
     return Code(label, SCHEME, meaning[:64])
 
 
 def _evidence(report: StudyReport, resolver: Resolver) -> list[Dataset]:
-    """One minimal dataset per source instance: the patient, study and instance identifiers."""
+    """One minimal dataset per source instance: the patient, study and instance identifiers.
+
+    Without source instances (the result does not name their SOP classes), highdicom still
+    needs one dataset for the patient and study modules: the SR's own identity stands in, and
+    `structured_report` drops the evidence sequence derived from it (a study-level result).
+    """
     patient, study = resolver.patient(report.patient), resolver.study(report.study_uid)
+    images = [(resolver.uid(i.series_uid), resolver.uid(i.sop_uid), i.sop_class_uid)
+              for i in report.images]
     evidence = []
-    for image in report.images:
+    for series_uid, sop_uid, sop_class_uid in images or [
+            (sr_series_uid(report), sr_instance_uid(report), Comprehensive3DSRStorage)]:
         ds = Dataset()
         ds.PatientID = patient.value
         ds.PatientName = f"{patient.value}^" if patient.pseudonymous else ""
         ds.PatientBirthDate = ds.PatientSex = ds.ReferringPhysicianName = ds.StudyID = ""
         ds.AccessionNumber = study.accession or ""
         ds.StudyInstanceUID = study.study_uid
-        ds.SeriesInstanceUID = resolver.uid(image.series_uid)
-        ds.SOPInstanceUID = resolver.uid(image.sop_uid)
-        ds.SOPClassUID = image.sop_class_uid
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID = series_uid, sop_uid, sop_class_uid
         if report.study_time is not None:
             ds.StudyDate = report.study_time.strftime("%Y%m%d")
             ds.StudyTime = report.study_time.strftime("%H%M%S")
@@ -68,14 +72,11 @@ def _group(report: StudyReport, evidence: list[Dataset]) -> hd.sr.MeasurementsAn
                                         value=round(f.probability, 4), unit=UNITLESS)
                       for f in report.findings],
         source_images=[hd.sr.SourceImageForMeasurementGroup(ds.SOPClassUID, ds.SOPInstanceUID)
-                       for ds in evidence])
+                       for ds in evidence] if report.images else None)
 
 
 def structured_report(report: StudyReport, resolver: Resolver) -> hd.sr.Comprehensive3DSR:
-    """The SR instance of one study report (Unbuildable without source instances; Unmapped
-    propagates from the resolver)."""
-    if not report.images:
-        raise Unbuildable("the study result references no source instance")
+    """The SR instance of one study report (Unmapped propagates from the resolver)."""
     evidence = _evidence(report, resolver)
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=uid("sr-device", report.model, report.model_version), name=report.model[:64],
@@ -85,8 +86,11 @@ def structured_report(report: StudyReport, resolver: Resolver) -> hd.sr.Comprehe
     content = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=IMAGING,
         imaging_measurements=[_group(report, evidence)], title=codes.DCM.ImagingMeasurementReport)
-    return hd.sr.Comprehensive3DSR(
+    sr = hd.sr.Comprehensive3DSR(
         evidence=evidence, content=content, series_instance_uid=sr_series_uid(report),
         series_number=SERIES_NUMBER, sop_instance_uid=sr_instance_uid(report),
         instance_number=report.revision + 1, manufacturer=MANUFACTURER, is_complete=True,
         is_final=True, series_description=f"AI result {report.model}"[:64])
+    if not report.images:
+        del sr.CurrentRequestedProcedureEvidenceSequence  # it would name the SR itself
+    return sr

@@ -55,11 +55,12 @@ def _sr(pacs: StoreScp, port: int | None = None) -> SrTarget:
 
 def test_sr_stored_by_storescp_is_valid_and_a_resend_is_the_same_instance(pacs: StoreScp) -> None:
     target = _sr(pacs)
-    reports = [study_report(), study_report(revision=1, status="amended")]
+    reports = [study_report(), study_report(revision=1, status="amended"),
+               study_report(revision=2, status="amended", images=())]  # study-level SR
     target.deliver(reports)
     target.deliver(reports[:1])  # a re-delivery
     files = pacs.files()
-    assert len(files) == 2 and pacs.receptions() == 3
+    assert len(files) == 3 and pacs.receptions() == 4
     for path in files:
         check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True,
                                check=False)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from medstream_delivery.identity import IdentityMap
-from medstream_delivery.reports import AlertReport, Finding, ImageRef, StudyReport, Vital
+from medstream_delivery.reports import AlertReport, Finding, ImageRef, StudyReport
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 WHEN = datetime(2024, 3, 1, 10, 30, tzinfo=UTC)
@@ -27,12 +27,13 @@ def study_report(**changes: object) -> StudyReport:
 
 
 def alert_report(**changes: object) -> AlertReport:
-    """A raised alert with NEWS2 7 and two vital signs."""
+    """A raised alert with NEWS2 7 (band high: RR 3 + SpO2 3 + HR 1)."""
     report = AlertReport(
         patient="PSN-0123456789abcdef0123456789abcdef", episode="ep-1", state="raised",
-        sequence=0, risk=0.91, news2=7, model="vitals_lstm", model_version="1+sha256.ba9876543210",
-        event_time=WHEN, produced_at=WHEN.replace(second=5),
-        vitals=(Vital("hr", 128.0), Vital("spo2", 90.0), Vital("rr", 26.0)))
+        sequence=0, risk=0.91, news2=7, news2_band="high",
+        news2_subscores=(("rr", 3), ("spo2", 3), ("sbp", 0), ("hr", 1), ("temp", 0)),
+        model="vitals_lstm", model_version="1+sha256.ba9876543210", event_time=WHEN,
+        produced_at=WHEN.replace(second=5))
     return replace(report, **changes)  # type: ignore[arg-type]
 
 

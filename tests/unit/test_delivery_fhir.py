@@ -64,20 +64,23 @@ def test_identifiers_are_deterministic_and_change_with_the_revision() -> None:
     assert not set(ids(first)[1:]) & set(ids(amended)[1:])
 
 
-def test_alert_bundle_risk_assessment_rests_on_the_window_observations() -> None:
+def test_alert_bundle_risk_assessment_rests_on_the_news2_observation() -> None:
     b = Bundle.model_validate_json(bundle([alert_report()], PseudonymsOnly()).model_dump_json())
     kinds = _resources(b)
     (risk,) = kinds["RiskAssessment"]
     assert float(risk.prediction[0].probabilityDecimal) == 0.91
-    codes = {o.code.coding[0].code: float(o.valueQuantity.value) for o in kinds["Observation"]}
-    assert codes == {"8867-4": 128.0, "59408-5": 90.0, "9279-1": 26.0, "1104051000000101": 7}
+    (news2,) = kinds["Observation"]
+    assert (news2.code.coding[0].code, news2.valueInteger) == ("1104051000000101", 7)
+    assert [(c.code.text, c.valueInteger) for c in news2.component][:2] == [
+        ("NEWS2 sub-score rr", 3), ("NEWS2 sub-score spo2", 3)]
+    assert news2.interpretation[0].text == "NEWS2 band high"
     by_url = {e.fullUrl: e.resource for e in b.entry}
-    assert {by_url[ref.reference].get_resource_type() for ref in risk.basis} == {"Observation"}
+    assert [by_url[ref.reference] for ref in risk.basis] == [news2]
     assert by_url[risk.performer.reference].get_resource_type() == "Device"
 
 
-def test_alert_without_news2_or_vitals_has_no_basis() -> None:
-    b = bundle([alert_report(news2=None, vitals=())], PseudonymsOnly())
+def test_alert_without_a_news2_score_has_no_basis() -> None:
+    b = bundle([alert_report(news2=None, news2_band=None)], PseudonymsOnly())
     (risk,) = _resources(b)["RiskAssessment"]
     assert risk.basis is None and "Observation" not in _resources(b)
 

@@ -77,12 +77,13 @@ def test_delimiters_in_labels_are_escaped() -> None:
     assert escape("a|b^c&d~e\\f") in text and "a|b" not in text
 
 
-def test_alert_oru_carries_risk_news2_and_vitals() -> None:
+def test_alert_oru_carries_risk_and_news2() -> None:
     text = message_for(alert_report(), PseudonymsOnly(), SENDER, RECEIVER)
     _strict(text)
     obx = {o[3].split("^")[0]: o[5] for o in _segments(text, "OBX")}
-    assert obx == {"risk": "0.91", "1104051000000101": "7", "8867-4": "128", "59408-5": "90",
-                   "9279-1": "26"}
+    assert obx == {"risk": "0.91", "1104051000000101": "7", "news2-band": "high",
+                   "news2-rr": "3", "news2-spo2": "3", "news2-sbp": "0", "news2-hr": "1",
+                   "news2-temp": "0"}
 
 
 def _ack(code: str, acked: str, extra: str = "") -> bytes:

@@ -12,7 +12,7 @@ from medstream_delivery.dicom_send import classify
 from medstream_delivery.identity import PseudonymsOnly
 from medstream_delivery.keys import sr_instance_uid, sr_series_uid
 from medstream_delivery.outcomes import Rejected, TargetUnavailable
-from medstream_delivery.sr_build import Unbuildable, structured_report
+from medstream_delivery.sr_build import structured_report
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -72,9 +72,11 @@ def test_sr_with_the_identity_map_carries_the_hospital_identifiers(tmp_path: Pat
     assert sr.SOPInstanceUID == sr_instance_uid(study_report())  # still ours, deterministic
 
 
-def test_a_report_without_source_instances_cannot_become_an_sr() -> None:
-    with pytest.raises(Unbuildable):
-        structured_report(study_report(images=()), PseudonymsOnly())
+def test_a_report_without_named_instances_is_a_study_level_sr() -> None:
+    sr = structured_report(study_report(images=()), PseudonymsOnly())
+    assert sr.StudyInstanceUID == "2.25.1001"
+    assert "CurrentRequestedProcedureEvidenceSequence" not in sr
+    assert not [i for i in _items(sr) if i.ValueType == "IMAGE"]
 
 
 def _status(code: int | None, comment: str = "") -> Dataset:
