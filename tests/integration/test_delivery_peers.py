@@ -122,10 +122,10 @@ def test_fhir_conditional_create_never_duplicates(fhir: FhirPeer) -> None:
     target.deliver([study_report(), alert_report()])
     counts = {k: fhir.count(k) for k in ("Device", "DiagnosticReport", "Observation",
                                          "RiskAssessment")}
-    assert counts == {"Device": 2, "DiagnosticReport": 1, "Observation": 6, "RiskAssessment": 1}
+    assert counts == {"Device": 2, "DiagnosticReport": 1, "Observation": 3, "RiskAssessment": 1}
     target.deliver([study_report(), alert_report()])  # a re-delivery
     assert {k: fhir.count(k) for k in counts} == counts
-    assert fhir.answers["200-entry"] == fhir.answers["201-entry"] == 10
+    assert fhir.answers["200-entry"] == fhir.answers["201-entry"] == 7
 
 
 def test_fhir_refusal_is_a_rejection_with_the_outcome(fhir: FhirPeer) -> None:
