@@ -101,27 +101,33 @@ def study_entries(report: StudyReport, resolver: Resolver, device_url: str) -> l
     entries, results = [], []
     for finding in report.findings:
         key = part_key(report, finding.label)
+        mean = None if finding.mean is None else [{
+            "code": {"text": "mean over the study's instances"},
+            "valueQuantity": _quantity(round(finding.mean, 4), "probability", "1")}]
         observation = Observation(
-            identifier=[_identifier(key)], status=report.status,
+            identifier=[_identifier(key)],
+            status=report.status if report.complete else "preliminary",
             category=[{"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging"}]}],
             code={"coding": [{"system": labels, "code": finding.label, "display": finding.label}],
-                  "text": f"probability of {finding.label} ({report.model})"},
+                  "text": f"highest instance probability of {finding.label} ({report.model})"},
             subject=_patient(patient), effectiveDateTime=when, issued=_time(report.produced_at),
             valueQuantity=_quantity(round(finding.probability, 4), "probability", "1"),
-            device={"reference": device_url}, derivedFrom=[_study_ref(study)])
+            component=mean, device={"reference": device_url}, derivedFrom=[_study_ref(study)])
         entries.append(_entry(observation, key))
         results.append({"reference": _url(key)})
     top, key = report.conclusion, report_key(report)
     diagnostic = DiagnosticReport(
-        identifier=[_identifier(key)], basedOn=_orders(study) or None, status=report.status,
+        identifier=[_identifier(key)], basedOn=_orders(study) or None,
+        status=report.status if report.complete else "partial",
         category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                "code": "RAD"}]}],
         code={"coding": [{"system": MODEL_SYSTEM, "code": report.model}],
               "text": f"AI result of {report.model}"},
         subject=_patient(patient), effectiveDateTime=when, issued=_time(report.produced_at),
         imagingStudy=[_study_ref(study)], result=results,
-        conclusion=(f"{top.label} (probability {top.probability:.2f}) by {report.model} "
-                    f"{report.model_version}, revision {report.revision}; {NOT_VERIFIED}"),
+        conclusion=(f"{top.label} (highest instance probability {top.probability:.2f}) by "
+                    f"{report.model} {report.model_version}, revision {report.revision}"
+                    f"{'' if report.complete else ', study incomplete'}; {NOT_VERIFIED}"),
         conclusionCode=[{"coding": [{"system": labels, "code": top.label}]}])
     return [_entry(diagnostic, key), *entries]
 

@@ -2,7 +2,7 @@
 
 One message per report; MSH-10 is the report's deterministic control id, so an interface
 engine recognises a re-send. Study: OBR-2/-3 carry the order and accession numbers when known,
-one NM OBX per class probability, a CE OBX with the conclusion, an ST OBX with the Study
+NM OBXs per class (highest and mean instance probability), a CE OBX with the conclusion, an ST OBX with the Study
 Instance UID, and an NTE saying the result is not verified. Alert: OBXs for the risk, NEWS2
 total, band and sub-scores. Every message passes hl7apy's strict validation.
 """
@@ -97,7 +97,7 @@ def study_message(report: StudyReport, resolver: Resolver, sender: tuple[str, st
     message = _header(report, sender, receiver)
     result = message.add_group("ORU_R01_PATIENT_RESULT")
     _patient(result, patient)
-    status = "F" if report.status == "final" else "C"
+    status = ("F" if report.status == "final" else "C") if report.complete else "P"
     when = hl7_time(report.study_time or report.produced_at)
     model = escape(report.model)
     order = _order(result, f"{model}^AI result of {model}^L", when,
@@ -105,7 +105,10 @@ def study_message(report: StudyReport, resolver: Resolver, sender: tuple[str, st
     obx = _Observations(order, status, when, escape(f"{report.model} {report.model_version}"))
     for finding in report.findings:
         label = escape(finding.label)
-        obx.add("NM", f"{label}^probability of {label}^L", _number(finding.probability))
+        obx.add("NM", f"{label}^highest instance probability of {label}^L",
+                _number(finding.probability))
+        if finding.mean is not None:
+            obx.add("NM", f"{label}-mean^mean probability of {label}^L", _number(finding.mean))
     top = escape(report.conclusion.label)
     obx.add("CE", "conclusion^AI conclusion^L", f"{top}^{top}^L")
     obx.add("ST", STUDY_UID_CODE, study.study_uid)

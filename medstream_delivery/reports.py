@@ -17,10 +17,12 @@ AlertState = Literal["raised", "updated", "cleared", "expired"]
 
 @dataclass(frozen=True)
 class Finding:
-    """One class of a model and its study-level probability (0..1)."""
+    """One class of a model over the study's instances: the highest instance probability
+    (the study-level value every target reports first) and the mean (0..1)."""
 
     label: str
-    probability: float
+    probability: float  # max over the instances
+    mean: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class StudyReport:
     study_uid: str
     patient: str  # the patient pseudonym carried on the topic
     status: StudyStatus
-    revision: int
+    revision: int  # 1 = final, then amended 2, 3, ...
+    complete: bool  # False: forced by the timeout or a required series missing (preliminary)
     model: str
     model_version: str
     findings: tuple[Finding, ...]  # non-empty
@@ -50,7 +53,7 @@ class StudyReport:
 
     @property
     def conclusion(self) -> Finding:
-        """The most probable class (ties: the first listed)."""
+        """The class with the highest instance probability (ties: the first listed)."""
         return max(self.findings, key=lambda f: f.probability)
 
 

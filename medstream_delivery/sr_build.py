@@ -1,8 +1,8 @@
 """DICOM Comprehensive 3D SR (TID 1500 Measurement Report) of a study report, with highdicom.
 
 One measurement group per report: the model as the algorithm (name + version) and as the
-observing device, the most probable class as a qualitative evaluation (Finding), each class
-probability as a measurement (UCUM "1"), and the instances the result rests on as source
+observing device, the most probable class as a qualitative evaluation (Finding), each class's
+highest and mean instance probability as measurements (UCUM "1", derivation Maximum / Mean), and the instances the result rests on as source
 images and evidence when the result names them with their SOP classes (else a study-level
 SR: it lies in the study it reports on). Series and SOP Instance UIDs are derived from the report
 (medstream_delivery.keys), so a re-send stores the same instance again.
@@ -24,6 +24,7 @@ SCHEME = "99MEDSTREAM"  # private coding scheme of model classes (PS3.16 8.2: "9
 IMAGING = Code("363679005", "SCT", "Imaging")
 FINDING = Code("121071", "DCM", "Finding")
 UNITLESS = Code("1", "UCUM", "no units")
+MAXIMUM, MEAN = Code("56851009", "SCT", "Maximum"), Code("373098007", "SCT", "Mean")  # CID 3488
 SERIES_NUMBER = 990
 MANUFACTURER = "medstream"
 
@@ -68,9 +69,12 @@ def _group(report: StudyReport, evidence: list[Dataset]) -> hd.sr.MeasurementsAn
         algorithm_id=hd.sr.AlgorithmIdentification(name=report.model,
                                                    version=report.model_version),
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(FINDING, _label(top.label, top.label))],
-        measurements=[hd.sr.Measurement(name=_label(f.label, f"probability of {f.label}"),
-                                        value=round(f.probability, 4), unit=UNITLESS)
-                      for f in report.findings],
+        measurements=[
+            hd.sr.Measurement(name=_label(f.label, f"probability of {f.label}"),
+                              value=round(value, 4), unit=UNITLESS, derivation=derivation)
+            for f in report.findings
+            for derivation, value in ((MAXIMUM, f.probability), (MEAN, f.mean))
+            if value is not None],
         source_images=[hd.sr.SourceImageForMeasurementGroup(ds.SOPClassUID, ds.SOPInstanceUID)
                        for ds in evidence] if report.images else None)
 
@@ -89,7 +93,7 @@ def structured_report(report: StudyReport, resolver: Resolver) -> hd.sr.Comprehe
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence, content=content, series_instance_uid=sr_series_uid(report),
         series_number=SERIES_NUMBER, sop_instance_uid=sr_instance_uid(report),
-        instance_number=report.revision + 1, manufacturer=MANUFACTURER, is_complete=True,
+        instance_number=report.revision, manufacturer=MANUFACTURER, is_complete=report.complete,
         is_final=True, series_description=f"AI result {report.model}"[:64])
     if not report.images:
         del sr.CurrentRequestedProcedureEvidenceSequence  # it would name the SR itself

@@ -55,8 +55,8 @@ def _sr(pacs: StoreScp, port: int | None = None) -> SrTarget:
 
 def test_sr_stored_by_storescp_is_valid_and_a_resend_is_the_same_instance(pacs: StoreScp) -> None:
     target = _sr(pacs)
-    reports = [study_report(), study_report(revision=1, status="amended"),
-               study_report(revision=2, status="amended", images=())]  # study-level SR
+    reports = [study_report(), study_report(revision=2, status="amended"),
+               study_report(revision=3, status="amended", images=(), complete=False)]
     target.deliver(reports)
     target.deliver(reports[:1])  # a re-delivery
     files = pacs.files()

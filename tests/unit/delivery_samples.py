@@ -18,8 +18,8 @@ def study_report(**changes: object) -> StudyReport:
     """A final result of `scan_cnn` for a two-instance study."""
     report = StudyReport(
         study_uid="2.25.1001", patient="PSN-0123456789abcdef0123456789abcdef", status="final",
-        revision=0, model="scan_cnn", model_version="1+sha256.0123456789ab",
-        findings=(Finding("normal", 0.12), Finding("pneumonia", 0.88)),
+        revision=1, complete=True, model="scan_cnn", model_version="1+sha256.0123456789ab",
+        findings=(Finding("normal", 0.12, 0.1), Finding("pneumonia", 0.88, 0.7)),
         images=(ImageRef("2.25.2001", "2.25.3001", CT_IMAGE),
                 ImageRef("2.25.2001", "2.25.3002", CT_IMAGE)),
         instances=2, study_time=WHEN, produced_at=WHEN.replace(minute=45))

@@ -49,8 +49,16 @@ def test_diagnostic_report_content() -> None:
     assert {r.reference for r in report.result} <= urls
     observations = _resources(b)["Observation"]
     assert {float(o.valueQuantity.value) for o in observations} == {0.12, 0.88}
+    assert {float(o.component[0].valueQuantity.value) for o in observations} == {0.1, 0.7}
     device_url = next(e.fullUrl for e in b.entry if e.resource.get_resource_type() == "Device")
     assert {o.device.reference for o in observations} == {device_url}
+
+
+def test_an_incomplete_study_is_a_partial_report_of_preliminary_observations() -> None:
+    kinds = _resources(bundle([study_report(complete=False)], PseudonymsOnly()))
+    assert kinds["DiagnosticReport"][0].status == "partial"
+    assert {o.status for o in kinds["Observation"]} == {"preliminary"}
+    assert "study incomplete" in kinds["DiagnosticReport"][0].conclusion
 
 
 def test_identifiers_are_deterministic_and_change_with_the_revision() -> None:
@@ -58,7 +66,7 @@ def test_identifiers_are_deterministic_and_change_with_the_revision() -> None:
         return [e.resource.identifier[0].value for e in b.entry]
 
     first, again = bundle([study_report()], PseudonymsOnly()), bundle([study_report()], PseudonymsOnly())
-    amended = bundle([study_report(revision=1, status="amended")], PseudonymsOnly())
+    amended = bundle([study_report(revision=2, status="amended")], PseudonymsOnly())
     assert ids(first) == ids(again)
     assert ids(first)[0] == ids(amended)[0]  # the model's Device is shared
     assert not set(ids(first)[1:]) & set(ids(amended)[1:])

@@ -44,21 +44,24 @@ def test_study_oru_content() -> None:
     (pid,) = _segments(text, "PID")
     assert pid[3] == f"{study_report().patient}^^^MEDSTREAM^PI"
     obx = _segments(text, "OBX")
-    assert [o[1] for o in obx] == ["1", "2", "3", "4"]
+    assert [o[1] for o in obx] == ["1", "2", "3", "4", "5", "6"]
     assert [(o[2], o[3].split("^")[0], o[5]) for o in obx] == [
-        ("NM", "normal", "0.12"), ("NM", "pneumonia", "0.88"),
-        ("CE", "conclusion", "pneumonia^pneumonia^L"), ("ST", "110180", "2.25.1001")]
+        ("NM", "normal", "0.12"), ("NM", "normal-mean", "0.1"), ("NM", "pneumonia", "0.88"),
+        ("NM", "pneumonia-mean", "0.7"), ("CE", "conclusion", "pneumonia^pneumonia^L"),
+        ("ST", "110180", "2.25.1001")]
     assert {o[11] for o in obx} == {"F"}
     (nte,) = _segments(text, "NTE")
     assert "not verified" in nte[3]
 
 
 def test_amended_results_are_corrections() -> None:
-    text = message_for(study_report(status="amended", revision=1), PseudonymsOnly(), SENDER,
+    text = message_for(study_report(status="amended", revision=2), PseudonymsOnly(), SENDER,
                        RECEIVER)
     (obr,) = _segments(text, "OBR")
     assert obr[25] == "C" and {o[11] for o in _segments(text, "OBX")} == {"C"}
-    assert control_id(study_report(revision=1)) != control_id(study_report())
+    partial = message_for(study_report(complete=False), PseudonymsOnly(), SENDER, RECEIVER)
+    assert _segments(partial, "OBR")[0][25] == "P"
+    assert control_id(study_report(revision=2)) != control_id(study_report())
 
 
 def test_order_and_accession_numbers_from_the_identity_map(tmp_path: Path) -> None:

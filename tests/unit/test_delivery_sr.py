@@ -25,12 +25,18 @@ def _items(ds: Dataset) -> list[Dataset]:
     return out
 
 
+def _derivation(item: Dataset) -> str:
+    (derivation,) = [i.ConceptCodeSequence[0].CodeMeaning for i in item.ContentSequence
+                     if i.ConceptNameCodeSequence[0].CodeValue == "121401"]  # Derivation
+    return derivation
+
+
 def test_sr_uids_are_deterministic_per_revision() -> None:
     sr = structured_report(study_report(), PseudonymsOnly())
     assert sr.SOPClassUID == COMPREHENSIVE_3D_SR
     assert sr.SOPInstanceUID == sr_instance_uid(study_report())
     assert sr.SeriesInstanceUID == sr_series_uid(study_report())
-    amended = structured_report(study_report(revision=1, status="amended"), PseudonymsOnly())
+    amended = structured_report(study_report(revision=2, status="amended"), PseudonymsOnly())
     assert amended.SeriesInstanceUID == sr.SeriesInstanceUID
     assert amended.SOPInstanceUID != sr.SOPInstanceUID
     assert amended.InstanceNumber == 2
@@ -55,9 +61,10 @@ def test_sr_content_is_a_measurement_report_with_the_finding_and_probabilities()
     items = _items(sr)
     finding = [i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "121071"]
     assert [f.ConceptCodeSequence[0].CodeValue for f in finding] == ["pneumonia"]
-    numbers = {i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
-               for i in items if i.ValueType == "NUM"}
-    assert numbers == {"normal": 0.12, "pneumonia": 0.88}
+    numbers = {(i.ConceptNameCodeSequence[0].CodeValue, _derivation(i)):
+               float(i.MeasuredValueSequence[0].NumericValue) for i in items if i.ValueType == "NUM"}
+    assert numbers == {("normal", "Maximum"): 0.12, ("normal", "Mean"): 0.1,
+                       ("pneumonia", "Maximum"): 0.88, ("pneumonia", "Mean"): 0.7}
     algorithm = [i.TextValue for i in items if i.ValueType == "TEXT"
                  and i.ConceptNameCodeSequence[0].CodeMeaning.startswith("Algorithm")]
     assert algorithm == ["scan_cnn", "1+sha256.0123456789ab"]
