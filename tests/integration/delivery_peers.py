@@ -9,7 +9,8 @@
   fhir.resources R4B, required status codes and in-Bundle references checked, bearer token
   enforced when set.
 `mode` switches a peer to misbehave: "garbage", "reject", "down" (FHIR 503; MLLP closes),
-"slow" (MLLP answers after 30 s).
+"slow" (MLLP answers after 30 s); `delay_s` slows every answer (to kill a sender mid-stream);
+`FhirPeer.refuse_subject` refuses (422) transactions about that patient identifier.
 Run `python -m tests.integration.delivery_peers DIR` to serve all three on their default
 ports until interrupted (the demo's peers; docs/delivery.md).
 """
@@ -46,16 +47,16 @@ STATUSES = {
 class StoreScp:
     """`storescp` on 127.0.0.1:port with AE title `ae`, storing into `folder`."""
 
-    def __init__(self, folder: Path, port: int, ae: str = "PACS") -> None:
-        self.folder, self.port, self.ae = folder, port, ae
+    def __init__(self, folder: Path, port: int, ae: str = "PACS", delay_s: float = 0.0) -> None:
+        self.folder, self.port, self.ae, self.delay_s = folder, port, ae, delay_s
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder.parent / f"{folder.name}-receptions.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StoreScp:
-        self._proc = subprocess.Popen(
-            ["storescp", "-aet", self.ae, "-od", str(self.folder), "-xcr",
-             f"echo #f >> {self.log}", str(self.port)],
+        self._proc = subprocess.Popen(  # -xs: the response waits for the command
+            ["storescp", "-aet", self.ae, "-od", str(self.folder), "-xs", "-xcr",
+             f"sleep {self.delay_s}; echo #f >> {self.log}", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
@@ -88,14 +89,15 @@ def _ack(incoming: str, code: str, text: str = "") -> str:
 class MllpPeer:
     """hl7apy's MLLP server on 127.0.0.1:port; `received` holds every valid message's MSH-10."""
 
-    def __init__(self, port: int) -> None:
-        self.port, self.mode = port, "ok"
+    def __init__(self, port: int, delay_s: float = 0.0) -> None:
+        self.port, self.mode, self.delay_s = port, "ok", delay_s
         self.received: list[str] = []
         self.refused: list[str] = []
         peer = self
 
         class Oru(AbstractHandler):
             def reply(self) -> str:
+                time.sleep(peer.delay_s)
                 if peer.mode == "slow":
                     time.sleep(30)
                 if peer.mode == "garbage":
@@ -149,8 +151,9 @@ def _references(node: Any) -> list[str]:
 class FhirPeer:
     """A FHIR transaction endpoint at http://127.0.0.1:port/ (module doc)."""
 
-    def __init__(self, port: int, token: str | None = None) -> None:
-        self.port, self.token, self.mode = port, token, "ok"
+    def __init__(self, port: int, token: str | None = None, delay_s: float = 0.0) -> None:
+        self.port, self.token, self.mode, self.delay_s = port, token, "ok", delay_s
+        self.refuse_subject: str | None = None
         self.store: dict[str, dict[str, dict]] = {}  # type -> identifier -> resource
         self.answers: Counter[str] = Counter()  # "201", "200", "422", ...
         self._lock = threading.Lock()
@@ -196,6 +199,7 @@ class FhirPeer:
         return status, answer
 
     def _answer(self, auth: str | None, body: bytes) -> tuple[int, Any]:
+        time.sleep(self.delay_s)
         if self.token and auth != f"Bearer {self.token}":
             return 401, _outcome("security", "missing or wrong bearer token")
         if self.mode == "down":
@@ -206,7 +210,7 @@ class FhirPeer:
             bundle = Bundle.model_validate_json(body)
         except (ValidationError, ValueError) as exc:
             return 400, _outcome("structure", f"not a valid R4 Bundle: {str(exc)[:200]}")
-        if self.mode == "reject":
+        if self.mode == "reject" or (self.refuse_subject and self.refuse_subject in body.decode()):
             return 422, _outcome("business-rule", "resource refused by local policy")
         problem = _check(bundle)
         if problem:
