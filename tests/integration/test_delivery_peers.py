@@ -19,6 +19,7 @@ from medstream_delivery.targets import FhirTarget, Hl7Target, SrTarget
 from medstream_tools.soak.waiting import wait_for
 from tests.integration.delivery_peers import FhirPeer, MllpPeer, StoreScp
 from tests.support.ports import free_port
+from tests.support.tls_proxy import TlsProxy
 from tests.unit.delivery_samples import alert_report, study_report
 
 TIMEOUT_S = 5.0
@@ -152,3 +153,22 @@ def test_fhir_tls_to_a_plain_server_or_a_closed_port_is_retried(fhir: FhirPeer) 
         _fhir(f"https://127.0.0.1:{fhir.port}/").deliver([study_report()])
     with pytest.raises(TargetUnavailable):
         _fhir(f"http://127.0.0.1:{free_port()}/").deliver([study_report()])
+
+
+def test_fhir_over_tls_verifies_the_server(fhir: FhirPeer, tmp_path: Path) -> None:
+    crt, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(crt)], capture_output=True, check=True)
+    proxy = TlsProxy(free_port(), fhir.port, crt, key).start()
+    url = f"https://127.0.0.1:{proxy.port}/"
+    try:
+        untrusted = FhirTarget(FhirClient(url, TIMEOUT_S, "s3cret-token"), PseudonymsOnly())
+        with pytest.raises(TargetUnavailable, match="SSL"):  # self-signed: not in system CAs
+            untrusted.deliver([study_report()])
+        trusted = FhirTarget(FhirClient(url, TIMEOUT_S, "s3cret-token", cafile=crt),
+                             PseudonymsOnly())
+        trusted.deliver([study_report()])
+        assert fhir.count("DiagnosticReport") == 1
+    finally:
+        proxy.stop()
