@@ -71,6 +71,7 @@ class DeliveryLoop:
         """Until `stop` is set."""
         while not self._stop.is_set():
             batch = self._consumer.poll(timeout_ms=POLL_MS)
+            self._readiness.beat()
             if self._consumer.assignment():
                 self._readiness.clear(STARTING)
             for records in batch.values():
@@ -144,6 +145,7 @@ class DeliveryLoop:
             if self._stop.wait(min(left, 1.0)):
                 return False
             fetched = self._consumer.poll(timeout_ms=0)
+            self._readiness.beat()
             for other, records in fetched.items():  # newly assigned, not yet paused
                 self._consumer.seek(other, min(r.offset for r in records))
             self._consumer.pause(*self._consumer.assignment())

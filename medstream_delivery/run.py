@@ -86,7 +86,7 @@ def deliver(name: str, settings: DeliverySettings, limit: int | None = None) -> 
     target = target_for(name, settings, resolver)
     options = settings.delivery
     metrics = DeliveryMetrics.create(name)
-    readiness = Readiness(metrics)
+    readiness = Readiness(metrics, stall_s=max(120.0, 6 * options.timeout_s))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
