@@ -18,14 +18,13 @@ from medstream_delivery.identity import IdentityMap, PseudonymsOnly, Resolver
 from medstream_delivery.loop import Backoff, DeliveryLoop
 from medstream_delivery.metrics import DeliveryMetrics
 from medstream_delivery.mllp_send import MllpClient
-from medstream_delivery.settings import DeliverySettings
+from medstream_delivery.settings import TARGETS, DeliverySettings
 from medstream_delivery.targets import FhirTarget, Hl7Target, SrTarget, Target
 from medstream_delivery.web import Readiness, serve
 from worker.errors import ConfigurationError
 from worker.security import kafka_security
 
 log = logging.getLogger(__name__)
-TARGETS = ("fhir", "hl7", "sr")
 
 
 def resolver_for(settings: DeliverySettings) -> Resolver:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from worker.settings import Settings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+TARGETS = ("fhir", "hl7", "sr")  # `medstream deliver TARGET`
 
 
 class DeliveryOptions(BaseModel):
