@@ -9,6 +9,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY producers ./producers
+COPY medstream_delivery ./medstream_delivery
 COPY medstream_tools ./medstream_tools
 COPY medstream_training ./medstream_training
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

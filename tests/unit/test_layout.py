@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("worker", "producers", "medstream_tools", "medstream_training")
-PRODUCT = ("worker", "producers")
+PACKAGES = ("worker", "producers", "medstream_delivery", "medstream_tools", "medstream_training")
+PRODUCT = ("worker", "producers", "medstream_delivery")
 TOOLS = ("medstream_tools", "medstream_training")
 TRAINING_ONLY = ("torch", "onnx", "keras", "sklearn", "scipy")
 MAX_LINES = 300
