@@ -26,7 +26,7 @@ from worker.contracts import (
     looks_like_json,
 )
 from worker.errors import DeadLetterReason, PoisonMessage
-from worker.preprocess.scan import dicom_to_tensor
+from worker.preprocess.fast_dicom import scan_tensor
 
 
 def quiet_pydicom() -> None:
@@ -137,4 +137,4 @@ def load_scan(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanMeta, np.ndar
     else:
         raise PoisonMessage(DeadLetterReason.FORMAT, "neither a DICOM Part-10 file nor a JSON envelope")
     ds = read_dicom(data)
-    return scan_meta(ds, envelope), dicom_to_tensor(ds)
+    return scan_meta(ds, envelope), scan_tensor(ds)
