@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -75,7 +76,7 @@ def self_shares(svg: str) -> dict[str, float]:
     for _, y, x, w in frames:
         by_depth[y].append((x, w))
     ys = sorted(by_depth)
-    step = min(b - a for a, b in zip(ys, ys[1:])) if len(ys) > 1 else 16
+    step = min(b - a for a, b in itertools.pairwise(ys)) if len(ys) > 1 else 16
     step = step if root[1] == ys[0] else -step  # callees drawn below or above their callers
     out: dict[str, float] = defaultdict(float)
     for name, y, x, w in frames:
