@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+from threadpoolctl import threadpool_limits
 
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import TritonBackend
-from worker.kafka_consumer import install_fetch_wait
 from worker.kinds import KINDS, KindSpec, input_topics
 from worker.metrics import Metrics
 from worker.probes import (
@@ -33,10 +33,15 @@ from worker.probes import (
 from worker.security import kafka_security, triton_grpc_security
 from worker.serving import BatchServer, serve_stream
 from worker.settings import KindSettings, Settings
+from worker.streaming_patches import install as install_streaming_patches
 from worker.studies.wiring import attach as attach_studies
 from worker.web import STARTING, STOPPING, Readiness, breaker_blocker, register_views
 
 log = logging.getLogger(__name__)
+
+# Predictions of one batch are sent together: a short linger lets aiokafka put them in one
+# produce request per partition instead of one request per send (docs/benchmarks.md).
+PRODUCER_LINGER_S = 0.002
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -56,6 +61,8 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.broker_commit_interval_s,
         producer_max_request_size=settings.producer_max_request_size,
         producer_acks=-1,
+        producer_linger=PRODUCER_LINGER_S,
+        broker_check_crcs=settings.consumer_check_crcs,
         consumer_max_fetch_size=settings.producer_max_request_size,
         datadir=str(settings.state_dir / "faust"),
         web_host=settings.web_host,
@@ -64,7 +71,8 @@ def _faust_app(settings: Settings) -> faust.App:
         web_enabled=True,
         **kafka_security(settings, "faust"),
     )
-    install_fetch_wait(app, settings.consumer_fetch_wait_ms)
+    install_streaming_patches(app, settings.consumer_fetch_wait_ms,
+                              fast_wait=settings.streaming_patches)
     return app
 
 
@@ -79,6 +87,9 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
                kinds: Sequence[KindSpec] = KINDS) -> faust.App:
     """The worker app; start it with faust.Worker (see worker.run)."""
     metrics = metrics or Metrics.create()
+    # The decode thread pool is the parallelism: OpenBLAS threads inside each decode thread
+    # only contend (2.5x the CPU per resize measured here, docs/benchmarks.md).
+    threadpool_limits(limits=1, user_api="blas")
     app = _faust_app(settings)
     readiness = Readiness(metrics)
     triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,

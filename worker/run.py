@@ -25,6 +25,7 @@ from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
 from worker.kinds import KINDS, KindSpec, input_topics
 from worker.metrics import Metrics
+from worker.multiprocess import supervise
 from worker.scan_input import quiet_pydicom
 from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         log.error("invalid settings:\n%s", exc)
         return EXIT_CONFIG
+    if getattr(args, "processes", 1) > 1:
+        return supervise(settings, args.processes, args.log_level)
     return serve(settings, KINDS, args.log_level)
 
 
@@ -123,4 +126,6 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `worker` sub-command."""
     parser = subparsers.add_parser("worker", help="run the streaming inference worker")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="run N worker processes in one consumer group (worker/multiprocess.py)")
     parser.set_defaults(func=run)

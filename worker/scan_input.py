@@ -26,7 +26,7 @@ from worker.contracts import (
     looks_like_json,
 )
 from worker.errors import DeadLetterReason, PoisonMessage
-from worker.preprocess.scan import dicom_to_tensor
+from worker.preprocess.fast_dicom import scan_tensor
 from worker.sop_classes import require_image
 
 
@@ -160,4 +160,4 @@ def load_scan(value: bytes, policy: ClaimCheckPolicy, *,
     if require_deid:
         require_deidentified(ds)
     require_image(ds)
-    return scan_meta(ds, envelope), dicom_to_tensor(ds)
+    return scan_meta(ds, envelope), scan_tensor(ds)

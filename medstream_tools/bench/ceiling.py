@@ -38,10 +38,11 @@ def preprocess_rate(decode: Callable[[bytes], object], value: bytes, duration_s:
     return {"median_ms": median * 1e3, "msg_per_s_per_core": 1.0 / median, "samples": len(times)}
 
 
-def ort_ceiling(model_path: Path, input_name: str, sample: np.ndarray,
+def ort_ceiling(model: Path | bytes, input_name: str, sample: np.ndarray,
                 batch_sizes: tuple[int, ...], duration_s: float) -> dict:
-    """In-process ONNX Runtime: items/s at each batch size and the best one."""
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    """In-process ONNX Runtime (a model file or ONNX bytes): items/s per batch size, the best."""
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     per_batch: dict[int, float] = {}
     latency_ms: dict[int, float] = {}
     for size in batch_sizes:

@@ -24,17 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="measure medstream against the model ceiling and a naive baseline")
     parser.add_argument("--quick", action="store_true",
                         help="a short run (one scan size and vitals, < 90 s)")
-    parser.add_argument("--kind", choices=("scans", "vitals", "all"), default="all")
+    parser.add_argument("--kind", default="all",
+                        help="scans, vitals, all, or one workload by name (e.g. "
+                             "scans-densenet121, whatever the plan)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown report (its .json sibling gets the raw figures)")
     parser.set_defaults(func=run)
 
 
-def selected(plan: runner.Plan, kind: str) -> list[str]:
-    """The plan's workloads of the chosen kind."""
+def selected(plan: runner.Plan, kind: str, names: list[str]) -> list[str]:
+    """The plan's workloads of the chosen kind, or the one workload named (of `names`)."""
+    if kind in names:
+        return [kind]
     if kind == "all":
         return list(plan.workloads)
-    return [w for w in plan.workloads if w.startswith(kind)]
+    chosen = [w for w in plan.workloads if w.startswith(kind)]
+    if not chosen:
+        raise SystemExit(f"--kind {kind!r}: neither scans, vitals, all nor one of {names}")
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
     plan = runner.QUICK if args.quick else runner.FULL
     catalogue = workloads(settings.scan.model, settings.vitals.model)
-    chosen = [catalogue[name] for name in selected(plan, args.kind)]
+    chosen = [catalogue[name] for name in selected(plan, args.kind, list(catalogue))]
     description = machine.describe()
     with local_stack(settings) as stack:
         result = asyncio.run(runner.run(chosen, stack, plan, description["cores"]))

@@ -86,6 +86,8 @@ class WorkerProcess:
     log_path: Path
     command: tuple[str, ...] = (sys.executable, "-m", "worker.cli", "worker")
     web_port: int = field(default_factory=free_port)  # never clashes with a running worker
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the workload's model
+    processes: int = 1  # `medstream worker --processes N` (web ports web_port..+N-1)
     proc: subprocess.Popen | None = None
     samples: list[tuple[float, procstat.ProcSample, procstat.ProcSample | None]] = field(
         default_factory=list)
@@ -109,11 +111,14 @@ class WorkerProcess:
             "MEDSTREAM_TOPIC_VITALS": self.topics.vitals,
             "MEDSTREAM_TOPIC_PREDICTIONS": self.topics.predictions,
             "MEDSTREAM_TOPIC_DEADLETTER": self.topics.deadletter,
+            **self.extra_env,
         })
+        command = [*self.command, *(["--processes", str(self.processes)]
+                                    if self.processes > 1 else [])]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                list(self.command), stdin=subprocess.DEVNULL,
+                command, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                 start_new_session=True,
             )
@@ -125,10 +130,10 @@ class WorkerProcess:
             raise RuntimeError(f"worker exited with {self.proc.returncode}:\n" + "\n".join(tail))
 
     def sample(self, triton_pid: int | None) -> None:
-        """Record (time, worker CPU/RSS, Triton + backend stubs CPU/RSS) now."""
+        """Record (time, worker(s) CPU/RSS, Triton + backend stubs CPU/RSS) now."""
         if self.proc is None:
             raise RuntimeError("the worker was not started")
-        worker = procstat.sample(self.proc.pid)
+        worker = procstat.sample_tree(self.proc.pid)  # with --processes: the supervisor's set
         server = procstat.sample_tree(triton_pid) if triton_pid else None
         self.samples.append((time.time(), worker, server))
 

@@ -10,12 +10,13 @@ from pathlib import Path
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 THROUGHPUT_HEAD = (
-    "workload", "msg KB", "prep ms", "ORT items/s", "Triton items/s", "naive msg/s",
-    "medstream msg/s", "x naive", "of Triton", "mean batch", "infer ms", "worker CPU s/1k",
-    "Triton CPU s/1k", "cores used", "CPU wait", "CPU-bound msg/s", "peak RSS MiB",
+    "workload", "msg KB", "prep ms", "pydicom prep ms", "ORT items/s", "Triton items/s",
+    "naive msg/s", "medstream msg/s", "x naive", "of Triton", "2 processes msg/s", "mean batch",
+    "infer ms", "worker CPU s/1k", "overhead", "Triton CPU s/1k", "cores used", "CPU wait",
+    "CPU-bound msg/s", "peak RSS MiB",
 )
 LATENCY_HEAD = ("workload", "load", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean batch",
-                "infer ms")
+                "infer ms", "budget ms")
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -44,6 +45,27 @@ def _cpu_per_msg(row: dict) -> float | None:
     return per_msg if per_msg > 0 else None
 
 
+def overhead(row: dict) -> float | None:
+    """Worker CPU per message / prep ms: how much the worker spends beyond decode + preprocess."""
+    cpu = row["medstream"].get("worker_cpu_s_per_1k")
+    prep = row["preprocess"]["median_ms"]
+    return None if cpu is None or not prep else cpu / prep  # s per 1k = ms per message
+
+
+def budget_ms(row: dict, paced: dict, settings: dict) -> float | None:
+    """The latency bound of the targets: 2 x (batch window + model time at that load)."""
+    within = settings.get(f"{row.get('kind')}.within_s")
+    infer = paced.get("mean_inference_ms")
+    return None if within is None or infer is None else 2.0 * (within * 1e3 + infer)
+
+
+def rate_within_budget(row: dict, settings: dict) -> float | None:
+    """The highest paced rate whose p99 met its budget (throughput at a p99 latency budget)."""
+    rates = [p["rate_msg_per_s"] for p in row["medstream"]["paced"]
+             if (b := budget_ms(row, p, settings)) is not None and p["latency_ms"]["p99"] <= b]
+    return max(rates, default=None)
+
+
 def cpu_bound(row: dict, cores: int) -> float | None:
     """msg/s the machine's cores could sustain at the measured worker + Triton CPU per message."""
     per_msg = _cpu_per_msg(row)
@@ -62,15 +84,17 @@ def throughput_rows(result: dict) -> list[tuple[str, ...]]:
     rows = []
     for row in result["workloads"]:
         m, r, t, o = row["medstream"], ratios(row), row["triton"], row["ort"]
+        reference = row.get("preprocess_pydicom") or {}
         rows.append((
             row["workload"], _num(row["message_bytes"] / 1024, 0),
-            _num(row["preprocess"]["median_ms"], 2),
+            _num(row["preprocess"]["median_ms"], 2), _num(reference.get("median_ms"), 2),
             f"{_num(o['items_per_s'], 0)} (b{o['best_batch']})",
             f"{_num(t['items_per_s'], 0)} (b{t['best_batch']}xc{t['best_concurrency']})",
             _num(row["naive"]["msg_per_s"]), _num(m["msg_per_s"]),
             _num(r["vs_naive"]), _pct(r["vs_triton"]),
+            _num((row.get("scale_out") or {}).get("msg_per_s")),
             _num(m.get("mean_batch")), _num(m.get("mean_inference_ms")),
-            _num(m.get("worker_cpu_s_per_1k"), 2),
+            _num(m.get("worker_cpu_s_per_1k"), 2), _num(overhead(row)),
             _num(m.get("triton_cpu_s_per_1k"), 2), _num(cores_used(row), 2),
             _pct(m.get("cpu_wait_share")), _num(cpu_bound(row, cores), 0),
             _num(m["peak_rss_bytes"] / 2**20, 0),
@@ -81,13 +105,24 @@ def throughput_rows(result: dict) -> list[tuple[str, ...]]:
 def latency_rows(result: dict) -> list[tuple[str, ...]]:
     """One row per workload and paced load level, in LATENCY_HEAD order."""
     rows = []
+    settings = result.get("settings", {})
     for row in result["workloads"]:
         for p in row["medstream"]["paced"]:
             lat = p["latency_ms"]
             rows.append((row["workload"], f"{int(p['load'] * 100)}%", _num(p["rate_msg_per_s"]),
                          _num(lat["p50"]), _num(lat["p95"]), _num(lat["p99"]), _num(lat["max"]),
-                         _num(p.get("mean_batch")), _num(p.get("mean_inference_ms"))))
+                         _num(p.get("mean_batch")), _num(p.get("mean_inference_ms")),
+                         _num(budget_ms(row, p, settings))))
     return rows
+
+
+def budget_line(result: dict) -> str:
+    """Throughput at the p99 budget (2 x (batch window + model time)), as Model Analyzer reports."""
+    settings = result.get("settings", {})
+    parts = [f"{row['workload']} {_num(rate_within_budget(row, settings))} msg/s"
+             for row in result["workloads"]]
+    return ("Throughput at the p99 budget (highest paced load with p99 <= 2 x (batch window + "
+            "model time); - = none met it): " + ", ".join(parts))
 
 
 def hop_line(result: dict) -> str:
@@ -144,6 +179,7 @@ def render(result: dict, markdown: bool) -> str:
         ["**Latency** (paced open-loop load, event sent -> prediction received)"
          if markdown else "Latency"],
         [_table(LATENCY_HEAD, latency_rows(result), markdown)],
+        [budget_line(result)],
         [hop_line(result)],
         ["**Clinical framing**" if markdown else "Clinical framing"],
         [f"- {line}" for line in clinical] if markdown else clinical,

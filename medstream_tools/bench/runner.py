@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from medstream_tools.bench import ceiling, corpus, e2e, load, stats
 from medstream_tools.bench.stack import Stack, create_bench_topics, delete_topics
 from medstream_tools.bench.workloads import Workload
-from medstream_training import REPOSITORY
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,9 @@ WARM_UP_MESSAGES = 8
 # Messages pre-filled per workload: (fewest, most). The most bounds the in-memory broker's
 # footprint (1,500 x 0.5 MB CT; 150 x 7 MB CR).
 BACKLOG_LIMITS = {"scans-ct128": (300, 5000), "scans-ct512": (100, 1500),
-                  "scans-cr2k": (20, 150), "vitals": (1000, 30000)}
+                  "scans-cr2k": (20, 150), "vitals": (1000, 30000),
+                  "scans-densenet121": (30, 400)}
+SCALE_OUT = 2  # the drain is repeated with `medstream worker --processes 2`
 NAIVE_LIMITS = (20, 2000)
 NAIVE_OVERHEAD_MS = 3.0  # produce + ack + commit per message, for sizing only
 
@@ -51,7 +52,8 @@ class Plan:
 
 QUICK = Plan(name="quick", workloads=("scans-ct512", "vitals"), drain_s=3.0, naive_s=1.5,
              probe_s=0.25, concurrencies=(4,), paced_s=2.0)
-FULL = Plan(name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals"),
+FULL = Plan(name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals",
+                                    "scans-densenet121"),
             drain_s=15.0, naive_s=5.0, probe_s=1.0, concurrencies=(1, 4), paced_s=8.0)
 
 
@@ -90,12 +92,14 @@ async def _naive(workload: Workload, topic: str, out_topic: str, count: int) -> 
 async def _ceilings(workload: Workload, stack: Stack, plan: Plan) -> dict:
     sample = workload.sample_value()
     _, tensor = workload.decode(sample)
-    model_file = REPOSITORY / workload.model / "1" / "model.onnx"
+    reference = workload.reference_decode
     return {
         "message_bytes": len(sample),
         "preprocess": ceiling.preprocess_rate(workload.decode, sample, plan.probe_s),
-        "ort": ceiling.ort_ceiling(model_file, workload.input_name, tensor, workload.batch_sizes,
-                                   plan.probe_s),
+        "preprocess_pydicom": None if reference is None else ceiling.preprocess_rate(
+            reference, sample, plan.probe_s),
+        "ort": ceiling.ort_ceiling(workload.model_source(), workload.input_name, tensor,
+                                   workload.batch_sizes, plan.probe_s),
         "triton": await ceiling.triton_ceiling(
             stack.settings.triton_grpc_url, workload.model, workload.input_name, tensor,
             workload.batch_sizes, plan.concurrencies, plan.probe_s),
@@ -103,10 +107,11 @@ async def _ceilings(workload: Workload, stack: Stack, plan: Plan) -> dict:
 
 
 def _session(workload: Workload, stack: Stack, topics: e2e.Topics, app_id: str,
-             phase: str) -> e2e.Session:
+             phase: str, processes: int = 1) -> e2e.Session:
     settings = stack.settings
     worker = e2e.WorkerProcess(settings, topics, app_id,
-                               settings.state_dir / f"bench-worker-{workload.name}-{phase}.log")
+                               settings.state_dir / f"bench-worker-{workload.name}-{phase}.log",
+                               extra_env=workload.worker_env, processes=processes)
     collector = load.Collector(settings.kafka_bootstrap, topics.predictions, topics.deadletter)
     return e2e.Session(settings, worker, collector, stack.triton_pid)
 
@@ -159,6 +164,25 @@ async def _medstream(workload: Workload, stack: Stack, plan: Plan, prefix: str,
     return result
 
 
+async def _scale_out(workload: Workload, stack: Stack, plan: Plan, prefix: str,
+                     count: int) -> dict:
+    """The drain again on fresh topics, with `medstream worker --processes SCALE_OUT`."""
+    settings = stack.settings
+    topics, app_id = e2e.Topics.fresh(f"{prefix}-x{SCALE_OUT}"), f"{prefix}-x{SCALE_OUT}"
+    create_bench_topics(settings, topics.names(), settings.topic_partitions)
+    try:
+        backlog = workload.messages(count, app_id)
+        await load.prefill(settings.kafka_bootstrap, _input_topic(workload, topics), backlog,
+                           settings.max_message_bytes)
+        async with _session(workload, stack, topics, app_id, f"x{SCALE_OUT}",
+                            SCALE_OUT) as session:
+            result = await e2e.drain(session, backlog, workload.model, plan.drain_s,
+                                     STARTUP_TIMEOUT_S)
+    finally:
+        delete_topics(settings, topics.names() + e2e.faust_topics(app_id))
+    return {"processes": SCALE_OUT, **result}
+
+
 async def _warm_up(session: e2e.Session, workload: Workload, topic: str, prefix: str) -> None:
     """A few messages through the fresh worker, so start-up is not counted as latency."""
     messages = workload.messages(WARM_UP_MESSAGES, f"{prefix}-warm")
@@ -170,6 +194,21 @@ async def _warm_up(session: e2e.Session, workload: Workload, topic: str, prefix:
 async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str,
                        cores: int) -> dict:
     """Ceilings, naive baseline and medstream for one workload, over the same messages."""
+    settings = stack.settings
+    if workload.loaded_at_bench_time:
+        from medstream_tools.bench import densenet  # torch: only when this workload runs
+
+        log.info("%s: exporting and loading %s into Triton", workload.name, workload.model)
+        densenet.load(settings.triton_http_url, workload.model)
+    try:
+        return await _run_workload(workload, stack, plan, run_id, cores)
+    finally:
+        if workload.loaded_at_bench_time:
+            densenet.unload(settings.triton_http_url, workload.model)
+
+
+async def _run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str,
+                        cores: int) -> dict:
     settings = stack.settings
     log.info("%s: ceilings", workload.name)
     result = {"workload": workload.name, "kind": workload.kind, "model": workload.model,
@@ -189,6 +228,9 @@ async def run_workload(workload: Workload, stack: Stack, plan: Plan, run_id: str
         result["medstream"] = await _medstream(workload, stack, plan, prefix, backlog)
     finally:
         delete_topics(settings, topics.names() + [naive_out] + e2e.faust_topics(prefix))
+    log.info("%s: medstream with %d processes", workload.name, SCALE_OUT)
+    result["scale_out"] = await _scale_out(
+        workload, stack, plan, prefix, min(n_backlog * SCALE_OUT, BACKLOG_LIMITS[workload.name][1]))
     return result
 
 

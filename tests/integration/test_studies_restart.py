@@ -4,7 +4,7 @@ The state lives in a faust table whose changelog is on the real broker (Tansu): 
 the restarted worker restores it, after the rebalance the new owner does, and the study still
 ends as exactly one final result with every instance counted once (a re-sent instance and the
 re-deliveries of the kill are not counted twice). Table recovery reads each changelog to its
-true end, which Tansu's ListOffsets does not report (worker/kafka_consumer.py, `log_ends`).
+true end, which Tansu's ListOffsets does not report (worker/changelog_ends.py, `log_ends`, installed by worker/streaming_patches.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydicom.uid import generate_uid
 
 from tests.integration.studies_kit import Reader, all_topics, instance, results, wait
 from tests.support.harness import Topics, TopicsWorker, publish
-from worker.kafka_consumer import log_ends
+from worker.changelog_ends import log_ends
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

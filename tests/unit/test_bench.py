@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medstream_tools.bench import corpus, report, stats
-from medstream_tools.bench.workloads import decode_scan, decode_window
+from medstream_tools.bench.workloads import CNN_MODEL, decode_scan, decode_window
 
 
 def test_drain_rate_skips_warmup() -> None:
@@ -53,7 +53,9 @@ def _result() -> dict:
     paced = {"load": 0.5, "rate_msg_per_s": 50.0, "mean_batch": 4.0, "mean_inference_ms": 3.0,
              "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0, "max": 40.0}}
     row = {
-        "workload": "vitals", "message_bytes": 3072, "preprocess": {"median_ms": 0.25},
+        "workload": "vitals", "kind": "vitals", "message_bytes": 3072,
+        "preprocess": {"median_ms": 0.25}, "preprocess_pydicom": None,
+        "scale_out": {"processes": 2, "msg_per_s": 3500.0},
         "ort": {"items_per_s": 20000.0, "best_batch": 16},
         "triton": {"items_per_s": 8000.0, "best_batch": 64, "best_concurrency": 4},
         "naive": {"msg_per_s": 100.0},
@@ -67,7 +69,7 @@ def _result() -> dict:
                         "python": "3.11", "load_avg_1m": 0.5,
                         "packages": {"onnxruntime": "1", "nvidia-pytriton": "0.7.0",
                                      "faust-streaming": "0.15.3"}},
-            "settings": {"vitals_max_batch": 64},
+            "settings": {"vitals.max_batch": 64, "vitals.within_s": 0.02},
             "broker_hop": {"rate_msg_per_s": 200.0,
                            "by_fetch_wait_ms": {"20": {"p50": 12.0, "p99": 25.0}}}}
 
@@ -91,8 +93,20 @@ def test_markdown_block_replaced_and_commentary_kept(tmp_path) -> None:
     text = path.read_text()
     assert "Commentary above." in text and "Commentary below." in text
     assert "old" not in text
-    assert "| vitals | 3 | 0.25 |" in text
+    assert "| vitals | 3 | 0.25 | - |" in text
     assert "x naive" in text and "20.0" in text
+    assert "| 3,500.0 |" in text  # 2 processes
+    assert "vitals 50.0 msg/s" in text  # p99 30 ms <= 2 x (20 + 3) ms
+
+
+def test_overhead_and_latency_budget() -> None:
+    result = _result()
+    row = result["workloads"][0]
+    assert report.overhead(row) == pytest.approx(2.0)  # 0.5 ms of worker CPU / 0.25 ms prep
+    paced = row["medstream"]["paced"][0]
+    assert report.budget_ms(row, paced, result["settings"]) == pytest.approx(46.0)
+    paced["latency_ms"]["p99"] = 47.0
+    assert report.rate_within_budget(row, result["settings"]) is None
 
 
 def test_scan_messages_are_distinct_valid_dicom() -> None:
@@ -112,3 +126,33 @@ def test_vitals_messages_decode_with_their_ids() -> None:
     assert [decode_window(m.value)[0] for m in messages[:2]] == ["ev-0", "ev-1"]
     event_id, tensor = decode_window(messages[299].value)
     assert event_id == "ev-299" and tensor.shape == (60, 12)
+
+
+def test_realsize_cnn_is_densenet121_behind_the_scan_tensors() -> None:
+    import torch
+
+    from medstream_tools.bench import densenet
+    from worker.kinds.scan import scan_model_spec
+
+    net = densenet.DenseNet121()
+    # torchvision's densenet121 has 7,978,856 parameters with 1,000 classes; 2 classes here
+    assert sum(p.numel() for p in net.parameters()) == 7_978_856 - 1025 * 998
+    assert densenet.NAME == CNN_MODEL
+    config, spec = densenet.triton_config(), scan_model_spec(densenet.NAME)
+    assert config["input"][0]["dims"] == list(spec.inputs[0].dims)
+    assert config["output"][0]["name"] == spec.outputs[0].name
+    assert len(config["parameters"]["labels"]["string_value"].split(",")) == 2
+    with torch.no_grad():
+        probabilities = densenet.ScanInput().eval()(torch.rand(2, 1, 128, 128))
+    assert probabilities.shape == (2, 2)
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(2))
+
+
+def test_one_workload_can_be_chosen_by_name() -> None:
+    from medstream_tools.bench import cli, runner
+
+    names = ["scans-ct512", "vitals", "scans-densenet121"]
+    assert cli.selected(runner.QUICK, "scans-densenet121", names) == ["scans-densenet121"]
+    assert cli.selected(runner.QUICK, "vitals", names) == ["vitals"]
+    with pytest.raises(SystemExit):
+        cli.selected(runner.QUICK, "nothing", names)

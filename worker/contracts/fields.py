@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.contracts import jsonfast
 from worker.errors import DeadLetterReason, PoisonMessage
 
 MAX_ID_CHARS = 256
@@ -25,7 +26,7 @@ overflow datetime arithmetic (year 9999 plus a window)."""
 def json_object(value: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; PoisonMessage(JSON_DECODE) otherwise."""
     try:
-        obj = json.loads(value.decode("utf-8"))
+        obj = jsonfast.loads(value)  # orjson, the stdlib where the two could differ
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage(DeadLetterReason.JSON_DECODE, f"invalid JSON: {type(exc).__name__} at {_where(exc)}") from exc
     except RecursionError as exc:  # deeply nested arrays/objects
