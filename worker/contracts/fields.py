@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.contracts import jsonfast
+from worker.contracts.jsonfast import loads as fast_loads
 from worker.errors import DeadLetterReason, PoisonMessage
 
 MAX_ID_CHARS = 256
@@ -26,7 +26,7 @@ overflow datetime arithmetic (year 9999 plus a window)."""
 def json_object(value: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; PoisonMessage(JSON_DECODE) otherwise."""
     try:
-        obj = jsonfast.loads(value)  # orjson, the stdlib where the two could differ
+        obj = fast_loads(value)  # orjson, the stdlib where the two could differ
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage(DeadLetterReason.JSON_DECODE, f"invalid JSON: {type(exc).__name__} at {_where(exc)}") from exc
     except RecursionError as exc:  # deeply nested arrays/objects
