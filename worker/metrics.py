@@ -1,7 +1,8 @@
 """Prometheus metrics of the worker, built against an injected registry (base units).
 
 Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = a
-`DeadLetterReason` value, `code` = gRPC status name. Never a patient or event identifier.
+`DeadLetterReason` value (a `SkipReason` one for skips), `code` = gRPC status name. Never a
+patient or event identifier.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.contracts.skip import SkipReason
 from worker.errors import reasons_for
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -26,6 +28,7 @@ class Metrics:
     messages_consumed: Counter
     predictions: Counter
     deadletters: Counter
+    skipped: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     end_to_end_seconds: Histogram
@@ -51,6 +54,10 @@ class Metrics:
             ),
             deadletters=Counter(
                 p + "deadletters", "Dead letters produced and acknowledged by Kafka",
+                ["kind", "reason"], registry=reg,
+            ),
+            skipped=Counter(
+                p + "skipped", "Valid inputs no model is meant for (skip records acknowledged)",
                 ["kind", "reason"], registry=reg,
             ),
             batch_size=Histogram(
@@ -97,3 +104,10 @@ class Metrics:
             self.inference_seconds.labels(model)
             self.inflight_requests.labels(model).set(0)
             self.circuit_open.labels(model).set(0)
+
+    def preinitialise_skips(self, kinds: Iterable[str]) -> None:
+        """Export `medstream_skipped_total{kind, reason}` at zero for every skip reason of
+        each kind that routes (scans)."""
+        for kind in kinds:
+            for reason in SkipReason:
+                self.skipped.labels(kind, reason.value)

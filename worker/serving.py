@@ -1,8 +1,8 @@
 """The at-least-once batch loop that serves every kind's agent (`BatchServer`, `serve_stream`).
 
 Per batch from `stream.noack_take(max_batch, within)` (never plain `take()`, which acks in a
-`finally` even when the body raised): run the pipeline, send one output per input (prediction
-or dead letter), await every delivery future, and only then ack each input event. On anything
+`finally` even when the body raised): run the pipeline, send one output per input (prediction,
+skip, or dead letter), await every delivery future, and only then ack each input event. On anything
 unexpected (a delivery failure, a bug) nothing is acked and the process exits at once
 (fail-stop, as safe as a SIGKILL): re-raising into faust would restart the agent with auto-acks
 on and lose events. Order within a partition is kept for acks (faust commits the highest run
@@ -19,7 +19,14 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
-from worker.contracts import InputRecord, Prediction, deadletter_headers, encode_prediction
+from worker.contracts import (
+    InputRecord,
+    Prediction,
+    Skip,
+    deadletter_headers,
+    encode_prediction,
+    encode_skip,
+)
 from worker.errors import PoisonMessage
 from worker.inference.protocol import InferenceBackend
 from worker.metrics import Metrics
@@ -78,8 +85,11 @@ class BatchServer:
                                  executor=self._executor, max_inflight=self._max_inflight)
         futures = [await self._send_prediction(p) for _, p in result.predictions]
         futures += [await self._send_deadletter(r, e) for r, e in result.dead_letters]
+        futures += [await self._send_skip(s) for _, s in result.skips]
         await asyncio.gather(*futures)  # raises on the first failed delivery
         self._count(result.predictions, result.dead_letters)
+        for _, skip in result.skips:
+            self._metrics.skipped.labels(self.kind.name, skip.reason.value).inc()
         for event, record in zip(events, records):
             await ack(event)
             self.positions[(record.topic, record.partition)] = record.offset + 1
@@ -87,6 +97,11 @@ class BatchServer:
     async def _send_prediction(self, pred: Prediction) -> Awaitable[Any]:
         return await self._predictions.send(key=pred.event_id.encode("utf-8"),
                                             value=encode_prediction(pred))
+
+    async def _send_skip(self, skip: Skip) -> Awaitable[Any]:
+        """A skip goes to the predictions topic, keyed like a prediction (docs/routing.md)."""
+        return await self._predictions.send(key=skip.event_id.encode("utf-8"),
+                                            value=encode_skip(skip))
 
     async def _send_deadletter(self, record: InputRecord, error: PoisonMessage) -> Awaitable[Any]:
         return await self._deadletter.send(

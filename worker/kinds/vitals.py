@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from worker.contracts import CHANNELS, VitalsWindow, decode_vitals
@@ -30,11 +32,11 @@ def prepare_vitals(value: bytes) -> tuple[VitalsWindow, np.ndarray]:
     return window, window_to_tensor(window.values)
 
 
-def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsWindow]:
+def vitals_kind(settings: Settings, models: Mapping[str, ModelInfo]) -> Kind[VitalsWindow]:
     """Pipeline description of vitals windows (cheap: decoded on the event loop)."""
     return Kind(
         name="vitals",
-        model=model,
+        models=models,
         input_name=INPUT,
         max_bytes=settings.vitals.max_bytes,
         prepare=prepare_vitals,
