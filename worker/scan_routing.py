@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pydicom
+from pydicom.uid import MediaStorageDirectoryStorage
 
 from worker.contracts import (
     ScanEnvelope,
@@ -64,10 +65,12 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
 
 
 def header_meta(header: pydicom.Dataset, envelope: ScanEnvelope | None) -> ScanMeta:
-    """Identifiers of a scan: the event id is the envelope's, else the SOPInstanceUID (the
-    file meta's MediaStorageSOPInstanceUID for objects without one, e.g. a DICOMDIR)."""
+    """Identifiers of a scan: the event id is the envelope's, else the SOPInstanceUID (a
+    DICOMDIR has none: the file meta's MediaStorageSOPInstanceUID stands in for it)."""
     file_meta = getattr(header, "file_meta", None) or pydicom.Dataset()
-    sop_uid = _text(header, "SOPInstanceUID") or _text(file_meta, "MediaStorageSOPInstanceUID")
+    sop_uid = _text(header, "SOPInstanceUID")
+    if not sop_uid and _text(file_meta, "MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
+        sop_uid = _text(file_meta, "MediaStorageSOPInstanceUID")
     if not sop_uid:
         raise PoisonMessage(DeadLetterReason.DICOM_DECODE, "DICOM dataset has no SOPInstanceUID")
     study = _text(header, "StudyInstanceUID") or None

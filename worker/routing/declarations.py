@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo
 from worker.preprocess.formats import InputFormat, input_format
-from worker.routing.rules import All, AnyOf, Condition, Route, RuleSet, Test
+from worker.routing.rules import All, AnyOf, AttrTest, Condition, Route, RuleSet
 
 
 def _codes(text: str) -> frozenset[str]:
@@ -58,7 +58,7 @@ class Declaration:
 
 def admitted(condition: Condition, keyword: str) -> frozenset[str] | None:
     """The values of `keyword` that `condition` can admit; None when it does not bound them."""
-    if isinstance(condition, Test):
+    if isinstance(condition, AttrTest):
         return frozenset(condition.values) if (
             condition.keyword == keyword and condition.op == "in") else None
     if isinstance(condition, All):

@@ -25,13 +25,13 @@ from worker.routing.rules import (
     IMAGE,
     All,
     AnyOf,
+    AttrTest,
     Condition,
     Not,
     Route,
     Rule,
     RuleSet,
     SkipAction,
-    Test,
 )
 from worker.routing.schema import RULES_SCHEMA
 
@@ -121,7 +121,7 @@ class _Builder:
                 items.append(self.test(key, value, at))
         return items[0] if len(items) == 1 else All(tuple(items))
 
-    def test(self, keyword: str, spec: Any, path: Path_) -> Test:
+    def test(self, keyword: str, spec: Any, path: Path_) -> AttrTest:
         tag = tag_for_keyword(keyword)
         if tag is None:
             raise self.fail(path, f"unknown DICOM keyword {keyword!r} (not in pydicom's data dictionary)")
@@ -131,18 +131,18 @@ class _Builder:
             spec = {"in": spec if isinstance(spec, list) else [spec]}
         if "in" in spec:
             values = tuple(self.value(keyword, v, path) for v in spec["in"])
-            return Test(keyword, "in", values=values)
+            return AttrTest(keyword, "in", values=values)
         if "regex" in spec:
             try:
-                return Test(keyword, "regex", pattern=re.compile(spec["regex"], re.IGNORECASE))
+                return AttrTest(keyword, "regex", pattern=re.compile(spec["regex"], re.IGNORECASE))
             except re.error as exc:
                 raise self.fail(path, f"invalid regular expression for {keyword}: {exc}") from exc
         if "present" in spec:
-            return Test(keyword, "present", values=("true",) if spec["present"] else ("false",))
+            return AttrTest(keyword, "present", values=("true",) if spec["present"] else ("false",))
         low, high = spec.get("min"), spec.get("max")
         if low is not None and high is not None and low > high:
             raise self.fail(path, f"{keyword}: min {low} is above max {high}")
-        return Test(keyword, "range", low=low, high=high)
+        return AttrTest(keyword, "range", low=low, high=high)
 
     def value(self, keyword: str, value: Any, path: Path_) -> str:
         text = str(value).strip()
@@ -178,7 +178,7 @@ def _implies(a: Condition, b: Condition) -> bool:
     """True when `a` holding guarantees that `b` holds (sound, not complete)."""
     if a == b:
         return True
-    if not (isinstance(a, Test) and isinstance(b, Test) and a.keyword == b.keyword and a.op == b.op):
+    if not (isinstance(a, AttrTest) and isinstance(b, AttrTest) and a.keyword == b.keyword and a.op == b.op):
         return False
     if a.op == "in":
         return set(a.values) <= set(b.values)

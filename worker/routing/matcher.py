@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from worker.contracts.skip import SkipReason
 from worker.routing.attributes import REPORTED, Lookup, is_image_storage, sop_class_name
-from worker.routing.rules import IMAGE, All, AnyOf, Condition, Not, Route, Rule, RuleSet, Test
+from worker.routing.rules import IMAGE, All, AnyOf, AttrTest, Condition, Not, Route, Rule, RuleSet
 
 SHOWN = frozenset((*REPORTED, "SliceThickness"))
 """Attributes whose values explanations may quote (coded values and sizes, no free text)."""
@@ -50,7 +50,7 @@ def _numbers(values: tuple[str, ...]) -> list[float]:
     return out
 
 
-def _test_holds(test: Test, lookup: Lookup) -> bool:
+def _test_holds(test: AttrTest, lookup: Lookup) -> bool:
     values = lookup(test.keyword)
     if test.op == "present":
         return bool(values) == (test.values == ("true",))
@@ -69,7 +69,7 @@ def _test_holds(test: Test, lookup: Lookup) -> bool:
 
 def holds(condition: Condition, lookup: Lookup) -> bool:
     """True when `condition` holds for the instance behind `lookup`."""
-    if isinstance(condition, Test):
+    if isinstance(condition, AttrTest):
         return _test_holds(condition, lookup)
     if isinstance(condition, All):
         return all(holds(c, lookup) for c in condition.items)
@@ -80,7 +80,7 @@ def holds(condition: Condition, lookup: Lookup) -> bool:
 
 def describe(condition: Condition) -> str:
     """The condition in one line ("Modality in [CR, DX]")."""
-    if isinstance(condition, Test):
+    if isinstance(condition, AttrTest):
         if condition.op == "in":
             return f"{condition.keyword} in [{', '.join(condition.values)}]"
         if condition.op == "regex":
@@ -110,7 +110,7 @@ def why_not(condition: Condition, lookup: Lookup) -> str | None:
     """None when `condition` holds, else the first reason it does not (no identifiers)."""
     if holds(condition, lookup):
         return None
-    if isinstance(condition, Test):
+    if isinstance(condition, AttrTest):
         return f"{condition.keyword} is {_shown(condition.keyword, lookup)}, wanted {describe(condition)}"
     if isinstance(condition, All):
         return next(w for c in condition.items if (w := why_not(c, lookup)) is not None)

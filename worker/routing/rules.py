@@ -15,7 +15,7 @@ IMAGE = "image"
 
 
 @dataclass(frozen=True)
-class Test:
+class AttrTest:
     """One attribute test. `op` is one of:
 
     - "in": some value of the attribute equals one of `values` (case-insensitive; for
@@ -55,7 +55,7 @@ class Not:
     item: Condition
 
 
-Condition = Test | All | AnyOf | Not
+Condition = AttrTest | All | AnyOf | Not
 
 
 @dataclass(frozen=True)
