@@ -21,7 +21,14 @@ from worker.contracts.scan import (
     is_dicom,
     looks_like_json,
 )
-from worker.contracts.skip import SKIP_SCHEMA, Skip, SkipReason, decode_skip, encode_skip
+from worker.contracts.skip import (
+    SKIP_SCHEMA,
+    Skip,
+    SkipReason,
+    decode_output,
+    decode_skip,
+    encode_skip,
+)
 from worker.contracts.vitals import (
     CHANNELS,
     VITALS_SCHEMA,
@@ -47,6 +54,7 @@ __all__ = [
     "VitalsWindow",
     "check_size",
     "deadletter_headers",
+    "decode_output",
     "decode_prediction",
     "decode_scan_envelope",
     "decode_skip",

@@ -24,6 +24,7 @@ from worker.contracts.fields import (
     parse_utc,
     text,
 )
+from worker.contracts.prediction import Prediction, decode_prediction
 from worker.errors import DeadLetterReason, PoisonMessage
 
 SKIP_SCHEMA = "medstream.skip/v1"
@@ -100,3 +101,10 @@ def decode_skip(value: bytes) -> Skip:
         latency_ms=float(latency),
         extra={k: v for k, v in obj.items() if k not in _FIELDS},
     )
+
+
+def decode_output(value: bytes) -> Prediction | Skip:
+    """A record of the predictions topic, by its schema: a prediction or a skip."""
+    if json_object(value).get("schema") == SKIP_SCHEMA:
+        return decode_skip(value)
+    return decode_prediction(value)
