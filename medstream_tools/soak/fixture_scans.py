@@ -36,6 +36,7 @@ def synthetic_radiograph(view: str = "PA", seed: int = 0, size: int = 128) -> py
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", view
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.AcquisitionDateTime = "20240105101500"  # an archive image: acquired long before it is sent
     ds.PatientID = f"pseudo-synthetic-{seed}"
     ds.Rows = ds.Columns = size
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
