@@ -12,12 +12,13 @@ from typing import Any
 
 import pydicom
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
+from pydicom.uid import UID, EnhancedUSVolumeStorage
 
 Lookup = Callable[[str], tuple[str, ...]]
 """keyword -> the attribute's values as stripped strings; () when absent."""
 
 STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
+NOT_CLINICAL = ("DICOS ", "Eddy Current ", "Hardcopy ")
 REPORTED = ("Modality", "BodyPartExamined", "SOPClassUID", "ViewPosition", "ImageType",
             "PhotometricInterpretation", "Rows", "Columns", "NumberOfFrames")
 """The attributes a skip record and `medstream route explain` show: coded values and sizes,
@@ -26,8 +27,13 @@ never identifiers or free text (SeriesDescription/ProtocolName may be matched, n
 
 def is_image_storage(uid: str) -> bool:
     """True for an image storage SOP class: a storage class whose DICOM name contains
-    "Image Storage" (CR, DX, CT, MR, US, NM, PET, secondary capture, VL, ...)."""
-    return uid.startswith(STORAGE_ROOT) and "Image Storage" in UID(uid).name
+    "Image Storage" (CR, DX, CT, MR, US, NM, PET, secondary capture, VL, ...) and Enhanced US
+    Volume, but not the non-clinical ones (DICOS screening, eddy current, print hardcopy)."""
+    if uid == EnhancedUSVolumeStorage:
+        return True
+    name = UID(uid).name
+    return (uid.startswith(STORAGE_ROOT) and "Image Storage" in name
+            and not name.startswith(NOT_CLINICAL))
 
 
 def sop_class_name(uid: str) -> str:
