@@ -124,14 +124,15 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
     servers: list[BatchServer] = []
     for spec in kinds:
         block = spec.settings(settings)
-        kind = spec.build(settings, models[block.model])
+        kind = spec.build(settings, {name: models[name] for name in spec.models(settings)})
         server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
                              worker_id=settings.worker_id, executor=executor,
                              max_inflight=settings.triton_max_inflight,
                              max_request_bytes=settings.producer_max_request_size)
         servers.append(server)
         _add_agent(app, server, block)
-    metrics.preinitialise((s.kind.name, s.kind.model.name) for s in servers)
+    metrics.preinitialise((s.kind.name, model) for s in servers for model in s.kind.models)
+    metrics.preinitialise_skips(s.kind.name for s in servers if s.kind.skip is not None)
     attach_studies(app, settings, metrics)  # study results and vitals alerts (when enabled)
 
     async def kafka_ready() -> bool:
@@ -178,8 +179,8 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
 
 def _add_agent(app: faust.App, server: BatchServer, block: KindSettings) -> None:
     """One agent (one actor) per kind on its topic, serving up to `concurrency` batches at once;
-    batches are capped at the model's max_batch_size."""
-    max_batch = min(block.max_batch, server.kind.model.max_batch_size)
+    batches are capped at the largest max_batch_size of the kind's models."""
+    max_batch = min(block.max_batch, server.kind.max_batch_size)
 
     async def agent(stream: Any) -> None:
         await serve_stream(stream, server, max_batch, block.within_s,

@@ -18,7 +18,8 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-RUNTIME_MODULES: tuple[str, ...] = ("worker.run", "worker.topics", "producers.cli", "medstream_delivery.cli")
+RUNTIME_MODULES: tuple[str, ...] = ("worker.run", "worker.topics", "worker.routing.explain",
+                                     "producers.cli", "medstream_delivery.cli")
 
 
 @dataclass(frozen=True)

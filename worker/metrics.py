@@ -1,7 +1,8 @@
 """Prometheus metrics of the worker, built against an injected registry (base units).
 
 Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = a
-`DeadLetterReason` value, `code` = gRPC status name, `channel` = a vitals channel name. Never a
+`DeadLetterReason` value (a `SkipReason` one for skips), `code` = gRPC status name, `channel` = a
+vitals channel name. Never a
 patient or event identifier.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.contracts.skip import SkipReason
 from worker.contracts.vitals import CHANNELS
 from worker.errors import VITALS, reasons_for
 
@@ -31,6 +33,7 @@ class Metrics:
     deadletters_bounded: Counter
     implausible_values: Counter
     event_id_conflicts: Counter
+    skipped: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     end_to_end_seconds: Histogram
@@ -69,6 +72,10 @@ class Metrics:
             event_id_conflicts=Counter(
                 p + "event_id_conflicts", "Predictions whose event id this worker saw recently "
                 "with another input digest", ["kind"], registry=reg,
+            ),
+            skipped=Counter(
+                p + "skipped", "Valid inputs no model is meant for (skip records acknowledged)",
+                ["kind", "reason"], registry=reg,
             ),
             batch_size=Histogram(
                 p + "batch_size", "Records per inference request", ["model"],
@@ -118,3 +125,10 @@ class Metrics:
             self.inference_seconds.labels(model)
             self.inflight_requests.labels(model).set(0)
             self.circuit_open.labels(model).set(0)
+
+    def preinitialise_skips(self, kinds: Iterable[str]) -> None:
+        """Export `medstream_skipped_total{kind, reason}` at zero for every skip reason of
+        each kind that routes (scans)."""
+        for kind in kinds:
+            for reason in SkipReason:
+                self.skipped.labels(kind, reason.value)

@@ -18,8 +18,10 @@ from worker.contracts import (
     InputRecord,
     OutputRecord,
     Prediction,
+    Skip,
     bounded_deadletter,
     encode_prediction,
+    encode_skip,
     full_deadletter,
 )
 from worker.errors import DeadLetterReason, PoisonMessage, unexpected
@@ -32,11 +34,13 @@ overhead and the varints of its headers (aiokafka's estimate adds well under 1 K
 
 @dataclass
 class Outgoing:
-    """One output: a prediction, or a dead letter (`error` set) with its bounded fallback."""
+    """One output: a prediction, a skip (both to the predictions topic), or a dead letter
+    (`error` set) with its bounded fallback."""
 
     record: InputRecord
     message: OutputRecord
     prediction: Prediction | None = None
+    skip: Skip | None = None
     error: PoisonMessage | None = None
     fallback: Callable[[], OutputRecord] | None = None  # the bounded form, built on demand
     bounded: bool = False
@@ -73,11 +77,13 @@ def deadletter_output(record: InputRecord, error: PoisonMessage, worker_id: str,
 
 
 def batch_outputs(predictions: list[tuple[InputRecord, Prediction]],
-                  dead_letters: list[tuple[InputRecord, PoisonMessage]], *, kind: str,
+                  dead_letters: list[tuple[InputRecord, PoisonMessage]],
+                  skips: list[tuple[InputRecord, Skip]] | None = None, *, kind: str,
                   worker_id: str, max_request_bytes: int, ledger: EventIdLedger) -> list[Outgoing]:
     """One output per record: predictions keyed by their event id (flagged when the id was
-    re-used with other content), then dead letters. A prediction whose key or value cannot be
-    encoded is its input's dead letter (contracts refuse such ids; this is the last resort)."""
+    re-used with other content), skips keyed the same way, then dead letters. An output whose
+    key or value cannot be encoded is its input's dead letter (contracts refuse such ids; this
+    is the last resort)."""
     outs, dead = [], list(dead_letters)
     for record, pred in predictions:
         if pred.input_digest is not None and ledger.conflicts(pred.event_id, pred.input_digest):
@@ -89,4 +95,12 @@ def batch_outputs(predictions: list[tuple[InputRecord, Prediction]],
                                             f"encoding a {kind} prediction")))
             continue
         outs.append(Outgoing(record, message, prediction=pred))
+    for record, skip in skips or ():
+        try:
+            message = OutputRecord(skip.event_id.encode("utf-8"), encode_skip(skip))
+        except Exception as exc:  # noqa: BLE001 - an encoding bug on one input: its dead letter
+            dead.append((record, unexpected(exc, DeadLetterReason.INTERNAL_ERROR,
+                                            f"encoding a {kind} skip")))
+            continue
+        outs.append(Outgoing(record, message, skip=skip))
     return outs + [deadletter_output(r, e, worker_id, max_request_bytes) for r, e in dead]

@@ -1,9 +1,11 @@
 """`medstream worker`: check Triton and Kafka, then run the faust worker until stopped.
 
-Start-up fails fast (exit code 2, one clear line) when settings are invalid, Triton is not
-live/ready, a model is missing, its tensors differ from what the worker sends, a test
-inference on zeros fails or a kind's own check fails (the scan CNN's labels), or Kafka is
-unreachable or lacks the topics. `serve(settings, kinds)` runs a worker for any kinds.
+Start-up fails fast (exit code 2, one clear line) when settings are invalid, the routing
+rules are unusable (naming the line) or route to a model Triton does not serve or whose
+declaration does not allow the rule, Triton is not live/ready, a model is missing, its
+tensors differ from what the worker sends, a test inference on zeros fails or a kind's own
+check fails (an image model's input format and labels), or Kafka is unreachable or lacks the
+topics. `serve(settings, kinds)` runs a worker for any kinds.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from worker.app import create_app
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
-from worker.kinds import KINDS, KindSpec, input_topics
+from worker.kinds import KINDS, KindSpec, input_topics, kind_topics
 from worker.metrics import Metrics
 from worker.multiprocess import supervise
+from worker.routing import Route, RuleSet, check_rules
 from worker.scan_input import quiet_pydicom
 from worker.security import kafka_security, triton_grpc_security
 from worker.settings import Settings
@@ -41,27 +44,59 @@ WARMUP_TIMEOUT_S = 60.0
 
 async def check_triton(settings: Settings,
                        kinds: Sequence[KindSpec] = KINDS) -> dict[str, ModelInfo]:
-    """Server live/ready, each kind's model ready and matching and its checks passed; the
-    models' ModelInfo by name."""
+    """Server live/ready, each kind's models ready and matching, routing rules allowed by the
+    models' declarations, and the kinds' checks passed; the models' ModelInfo by name."""
     backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
                             metrics=Metrics.create(), channel=triton_grpc_security(settings))
-    input_topics(settings, kinds)  # ConfigurationError when kinds share a model or a topic
-    served = [(kind, kind.model_spec(kind.settings(settings).model)) for kind in kinds]
+    input_topics(settings, kinds)  # ConfigurationError: shared model or topic, unusable rules
+    routed = [kind.routing(settings) for kind in kinds if kind.routing is not None]
+    served = [(kind, kind.model_spec(name)) for kind in kinds for name in kind.models(settings)]
     try:
+        await backend.connect()
+        for rules in routed:
+            await check_routes_served(backend, rules, settings.triton_grpc_url)
         models = await backend.start([spec for _, spec in served])
+        for rules in routed:
+            check_rules(rules, models)
         for kind, spec in served:
             outputs = await probe_inference(
-                backend, spec, max(settings.triton_timeout_s, WARMUP_TIMEOUT_S))
+                backend, spec, models[spec.name], max(settings.triton_timeout_s, WARMUP_TIMEOUT_S))
             kind.check(models[spec.name], outputs)
     finally:
         await backend.stop()
     return models
 
 
-async def probe_inference(backend: TritonBackend, spec: ModelSpec,
+async def check_routes_served(backend: TritonBackend, rules: RuleSet, url: str) -> None:
+    """Every model the rules route to is ready on Triton; ConfigurationError naming the first
+    rule whose model is not (left to `backend.start` when the server itself is not ready)."""
+    if not await backend.is_server_ready():
+        return
+    for rule in rules.rules:
+        if isinstance(rule.action, Route) and not await backend.is_ready(rule.action.model):
+            raise ConfigurationError(f"{rules.where(rule)} routes to model "
+                                     f"{rule.action.model!r}, which Triton at {url} does not "
+                                     "serve (not loaded?)")
+
+
+def probe_dims(spec: ModelSpec, model: ModelInfo) -> dict[str, tuple[int, ...]]:
+    """Concrete input dims for the test inference: the spec's, with each -1 (any) taken from
+    what Triton serves; ConfigurationError when a dim stays variable."""
+    dims = {}
+    for tensor in spec.inputs:
+        served = model.input_dims.get(tensor.name, tensor.dims)
+        concrete = tuple(s if d == -1 else d for d, s in zip(tensor.dims, served))
+        if any(d < 1 for d in concrete):
+            raise ConfigurationError(f"model {spec.name!r} input {tensor.name!r} has variable "
+                                     f"dims {list(concrete)}; the worker needs fixed ones")
+        dims[tensor.name] = concrete
+    return dims
+
+
+async def probe_inference(backend: TritonBackend, spec: ModelSpec, model: ModelInfo,
                           timeout_s: float) -> dict[str, np.ndarray]:
     """One inference on zeros (also warms the model up); ConfigurationError when it fails."""
-    inputs = {t.name: np.zeros((1, *t.dims), np.float32) for t in spec.inputs}
+    inputs = {name: np.zeros((1, *dims), np.float32) for name, dims in probe_dims(spec, model).items()}
     try:
         return await backend.infer(spec.name, inputs, timeout_s=timeout_s)
     except (PoisonMessage, RetryableInference) as exc:
@@ -71,7 +106,7 @@ async def probe_inference(backend: TritonBackend, spec: ModelSpec,
 def check_kafka(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> None:
     """The broker answers and the kinds' topics, predictions and deadletter exist (and the
     study/alert topics when those are enabled)."""
-    wanted = {*input_topics(settings, kinds).values(), settings.topic_predictions,
+    wanted = {*kind_topics(settings, kinds), settings.topic_predictions,
               settings.topic_deadletter}
     wanted |= {t.name for t in study_topic_specs(settings)}  # none unless enabled
     try:
@@ -113,6 +148,11 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
     for model in models.values():
         log.info("model %s version %s max_batch_size %d", model.name, model.version,
                  model.max_batch_size)
+    for kind in kinds:
+        if kind.routing is not None:
+            rules = kind.routing(settings)
+            log.info("%s routing: %d rules from %s to %s", kind.name, len(rules.rules),
+                     rules.source, ", ".join(rules.models))
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     quiet_pydicom()
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built

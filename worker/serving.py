@@ -1,8 +1,8 @@
 """The at-least-once batch loop that serves every kind's agent (`BatchServer`, `serve_stream`).
 
 Per batch from `stream.noack_take(max_batch, within)` (never plain `take()`, which acks in a
-`finally` even when the body raised): run the pipeline, send one output per input (prediction
-or dead letter, worker/outputs.py), await every delivery future, and only then ack each input
+`finally` even when the body raised): run the pipeline, send one output per input (prediction,
+skip or dead letter, worker/outputs.py), await every delivery future, and only then ack each input
 event. What goes wrong with one record is that record's dead letter (the pipeline and
 worker/outputs.py contain it; a dead letter too large for the producer or broker goes in its
 bounded form). On anything else (a delivery refused for another reason, a bug outside the
@@ -88,7 +88,8 @@ class BatchServer:
         records = [record_of(e) for e in events]
         result = await run_batch(records, self._backend, self._metrics, self.kind,
                                  executor=self._executor, max_inflight=self._max_inflight)
-        outs = batch_outputs(result.predictions, result.dead_letters, kind=self.kind.name,
+        outs = batch_outputs(result.predictions, result.dead_letters, result.skips,
+                             kind=self.kind.name,
                              worker_id=self._worker_id, max_request_bytes=self._max_request_bytes,
                              ledger=self._ledger)
         await self._produce(outs)
@@ -131,6 +132,8 @@ class BatchServer:
                 m.deadletters.labels(kind, out.error.reason).inc()
                 if out.bounded:
                     m.deadletters_bounded.labels(kind).inc()
+            elif out.skip is not None:
+                m.skipped.labels(kind, out.skip.reason.value).inc()
             elif pred is not None:
                 m.predictions.labels(kind, pred.model).inc()
                 m.end_to_end_seconds.labels(kind).observe(_seconds(pred.event_time, pred.produced_at))

@@ -108,6 +108,16 @@ class StudySettings(BaseModel):
         return self
 
 
+class RoutingSettings(BaseModel):
+    """Where the scan routing rules are (`MEDSTREAM_ROUTING__RULES`; docs/routing.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Relative paths resolve against the working directory; deployments mount the file next
+    # to the models (docs/deployment.md)
+    rules: Path = Path("triton_models/routing.yaml")
+
+
 #: Flat names from before the kinds nested -> (kind, field); `Settings` still accepts them.
 LEGACY_NAMES: dict[str, tuple[str, str]] = {
     "topic_scans": ("scan", "topic"), "scan_model": ("scan", "model"),
@@ -158,6 +168,7 @@ class Settings(BaseSettings):
     vitals: KindSettings = KindSettings(topic="vitals", model="vitals_lstm", max_batch=64,
                                         within_s=0.02, max_bytes=MIB)
     studies: StudySettings = StudySettings()  # study results and vitals alerts
+    routing: RoutingSettings = RoutingSettings()  # which model serves each scan
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

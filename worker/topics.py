@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from worker.kinds import KINDS, KindSpec, input_topics
+from worker.kinds import KINDS, KindSpec, kind_topics
 from worker.settings import Settings
 from worker.studies.topics import study_topic_specs
 
@@ -26,7 +26,7 @@ def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[N
     """
     partitions = settings.topic_partitions
     large = {"max.message.bytes": str(settings.max_message_bytes)}
-    input_topics(settings, kinds)  # ConfigurationError when kinds share a model or a topic
+    kind_topics(settings, kinds)  # ConfigurationError when kinds share a topic
     return [
         *(NewTopic(kind.settings(settings).topic, partitions, 1,
                    topic_configs=kind.topic_configs(settings)) for kind in kinds),

@@ -2,7 +2,8 @@
 
 Scans are real pydicom test files (pydicom / pydicom-data) re-stamped with a fresh
 SOPInstanceUID per message (the prediction key), so every message is a distinct event with
-the real pixel payload and real decode cost.
+the real pixel payload and real decode cost; their headers say "PA chest radiograph" so the
+routing rules of the benchmark worker send them to the measured model.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def _stamped_template(size_class: str) -> bytes:
     ds = pydicom.dcmread(path)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _SOP_MARK
     ds.StudyInstanceUID = _STUDY_MARK
+    # routed like a PA chest radiograph to the model under measurement (bench e2e's rules);
+    # the pixel payload and its decode cost stay the real file's
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import worker
 from medstream_tools.bench import load, procstat, stats
 from medstream_tools.bench.corpus import Message
+from medstream_tools.soak.fixture_scans import fixture_rules
 from worker.settings import Settings
 
 _STOP_TIMEOUT_S = 20.0
@@ -116,6 +117,10 @@ class WorkerProcess:
         command = [*self.command, *(["--processes", str(self.processes)]
                                     if self.processes > 1 else [])]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # the corpus is stamped as PA chest radiographs (corpus.py): route them to the model
+        # under measurement
+        env["MEDSTREAM_ROUTING__RULES"] = str(fixture_rules(
+            self.log_path.with_name("bench-routing.yaml"), self.settings.scan.model))
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL,

@@ -1,9 +1,10 @@
-"""`medstream demo`: bring the local stack up and show a Kafka round trip and both models.
+"""`medstream demo`: bring the local stack up and show a Kafka round trip and the models.
 
-Publishes two real DICOM files from pydicom's test data (CT_small, MR_small) and one vitals
-window (heart rate from the MIT-BIH record 208 ECG excerpt in scipy) to the scans/vitals
-topics, reads them back from Kafka, preprocesses them with `worker.preprocess` and runs
-`scan_cnn` and `vitals_lstm` on the local Triton server over gRPC.
+Publishes real DICOM files from pydicom's test data (a CT, two MRs, a chest radiograph) and one
+vitals window (heart rate from the MIT-BIH record 208 ECG excerpt in scipy) to the
+scans/vitals topics, reads them back from Kafka, routes each scan with the routing rules
+(`worker.routing`: the CT and the MR without a body part are skipped), preprocesses the routed
+ones as their model declares and runs them and `vitals_lstm` on the local Triton over gRPC.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from medstream_tools.demo.samples import DEMO_PATIENT, SAMPLE_SCANS, demo_vitals
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, up
 from worker.contracts import CHANNELS, decode_vitals
-from worker.preprocess.scan import dicom_to_tensor
+from worker.preprocess.formats import input_format
 from worker.preprocess.vitals import window_to_tensor
+from worker.routing import Router, SkipAs, load_rules
+from worker.routing.attributes import dataset_lookup
 from worker.settings import Settings
 
 
@@ -60,26 +63,27 @@ def _infer(client: grpcclient.InferenceServerClient, model: str, name: str,
 
 
 def run_demo(settings: Settings) -> None:
-    """Publish, read back, preprocess and infer; prints one line per result."""
+    """Publish, read back, route, preprocess and infer; prints one line per result."""
     client = grpcclient.InferenceServerClient(settings.triton_grpc_url)
-    scan_cfg = client.get_model_config(settings.scan.model, as_json=True)["config"]
-    labels = scan_cfg["parameters"]["labels"]["string_value"].split(",")
-    version = scan_cfg["parameters"].get("version", {}).get("string_value", "?")
-
-    print(f"scans -> {settings.scan.model} ({version}):")
-    tensors, uids = [], []
+    router = Router(load_rules(settings.routing.rules))
+    print(f"scans -> routed by {settings.routing.rules}:")
     for name in SAMPLE_SCANS:
         raw = Path(get_testdata_file(name)).read_bytes()
         study = str(pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True).StudyInstanceUID)
-        back = _round_trip(settings, settings.scan.topic, study.encode(), raw)
-        ds = pydicom.dcmread(io.BytesIO(back))
-        tensors.append(dicom_to_tensor(ds))
-        uids.append(str(ds.SOPInstanceUID))
-    probs = _infer(client, settings.scan.model, "image", np.stack(tensors),
-                   ["probabilities"])["probabilities"]
-    for name, uid, row in zip(SAMPLE_SCANS, uids, probs):
-        scores = ", ".join(f"{label}={p:.3f}" for label, p in zip(labels, row))
-        print(f"  {name} sop_uid={uid}: {scores}")
+        ds = pydicom.dcmread(io.BytesIO(_round_trip(settings, settings.scan.topic,
+                                                    study.encode(), raw)))
+        decision = router.decide(dataset_lookup(ds))
+        if isinstance(decision, SkipAs):
+            rule = f" (rule {decision.rule.name!r})" if decision.rule else ""
+            print(f"  {name} skipped: {decision.reason.value}{rule}")
+            continue
+        config = client.get_model_config(decision.model, as_json=True)["config"]
+        params = {k: v["string_value"] for k, v in config["parameters"].items()}
+        tensor = input_format(params["input_format"]).prepare(ds)
+        probs = _infer(client, decision.model, "image", tensor[None],
+                       ["probabilities"])["probabilities"][0]
+        scores = ", ".join(f"{label}={p:.3f}" for label, p in zip(params["labels"].split(","), probs))
+        print(f"  {name} -> {decision.model} ({params.get('version', '?')}): {scores}")
 
     print(f"vitals -> {settings.vitals.model}:")
     values = heart_rate_window()

@@ -6,8 +6,10 @@ With the local stack up (medstream_tools.demo.command does that):
 3. replays real sample data: DICOM files from pydicom's test data (CT, MR, US, CR, ...) and
    vital-sign windows built from the MIT-BIH record 208 ECG excerpt in scipy (heart rate), plus
    one truncated message to show the dead-letter path;
-4. prints predictions and dead letters as they arrive, then a summary (counts, p50/p95
-   latency, dead letters) and stops the worker cleanly. The stack keeps running.
+4. prints predictions, skips (a scan no model is meant for: a CT, an MR of no declared body
+   part, a secondary capture; docs/routing.md) and dead letters as they arrive, then a summary
+   (counts, p50/p95 latency, dead letters) and stops the worker cleanly. The stack keeps
+   running.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from kafka.admin import NewTopic
 
 from medstream_tools.demo.samples import DEMO_PATIENT, SAMPLE_SCANS, demo_vitals, heart_rate_window
 from medstream_tools.localstack.process import StackError
-from worker.contracts import decode_prediction
+from worker.contracts import Skip, decode_output
 from worker.preprocess.vitals import WINDOW_LEN
 from worker.settings import Settings
 from worker.topics import create_topics
 
-PIPELINE_SCANS = (*SAMPLE_SCANS, "JPEG2000.dcm", "US1_J2KR.dcm", "SC_rgb.dcm", "RG1_UNCR.dcm",
-                  "693_UNCR.dcm", "MR2_UNCR.dcm", "emri_small.dcm")
+PIPELINE_SCANS = (*SAMPLE_SCANS, "JPEG2000.dcm", "US1_J2KR.dcm", "SC_rgb.dcm", "693_UNCR.dcm",
+                  "MR2_UNCR.dcm", "test-SR.dcm")
 ECG_SECONDS = 300  # length of the MIT-BIH 208 excerpt
 READY_TIMEOUT_S = 90.0
 RESULT_TIMEOUT_S = 120.0
@@ -119,10 +121,13 @@ def describe(topic: str, topics: dict[str, str], key: bytes | None, value: bytes
     """(kind, event, result, latency ms) for one output record."""
     if topic == topics["deadletter"]:
         return "dead", (key or b"-").decode(errors="replace"), headers.get("error.type", b"?").decode(), None
-    p = decode_prediction(value)
+    p = decode_output(value)
+    if isinstance(p, Skip):
+        rule = f" ({p.rule['name']})" if p.rule else ""
+        return "skip", names.get(p.event_id, p.event_id)[-28:], f"skipped: {p.reason}{rule}", p.latency_ms
     out = p.outputs
     if p.kind == "scan":
-        result = f"{out['label']} {out['score']:.3f}"
+        result = f"{p.model} {out['label']} {out['score']:.3f}"
     else:
         result = f"risk {out['risk']:.3f}  next hr {out['forecast']['hr']:.1f}"
     return p.kind, names.get(p.event_id, p.event_id)[-28:], result, p.latency_ms
@@ -134,7 +139,7 @@ def watch(settings: Settings, topics: dict[str, str], total: int,
     consumer = KafkaConsumer(topics["predictions"], topics["deadletter"],
                              bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, group_id=None)
-    print(f"\n{'#':>3}  {'kind':<6}  {'event':<28}  {'result':<32}  latency")
+    print(f"\n{'#':>3}  {'kind':<6}  {'event':<28}  {'result':<44}  latency")
     seen: list[tuple[str, str, float | None]] = []
     deadline = time.monotonic() + RESULT_TIMEOUT_S
     try:
@@ -145,7 +150,7 @@ def watch(settings: Settings, topics: dict[str, str], total: int,
                                                             dict(m.headers or []), names)
                     seen.append((kind, result, latency))
                     shown = f"{latency:8.1f} ms" if latency is not None else "       -"
-                    print(f"{len(seen):>3}  {kind:<6}  {event:<28}  {result:<32}  {shown}", flush=True)
+                    print(f"{len(seen):>3}  {kind:<6}  {event:<28}  {result:<44}  {shown}", flush=True)
     finally:
         consumer.close()
     return seen
@@ -154,9 +159,10 @@ def watch(settings: Settings, topics: dict[str, str], total: int,
 def summary(seen: list[tuple[str, str, float | None]], total: int) -> None:
     """Counts per kind, latency percentiles, dead letters."""
     latencies = np.array([lat for _, _, lat in seen if lat is not None])
-    counts = {k: sum(1 for kind, _, _ in seen if kind == k) for k in ("scan", "vitals", "dead")}
+    counts = {k: sum(1 for kind, _, _ in seen if kind == k) for k in ("scan", "vitals", "skip", "dead")}
     print(f"\nsummary: {len(seen)}/{total} inputs answered - {counts['scan']} scan and "
-          f"{counts['vitals']} vitals predictions, {counts['dead']} dead letter(s)")
+          f"{counts['vitals']} vitals predictions, {counts['skip']} scan(s) skipped (no model is "
+          f"meant for them), {counts['dead']} dead letter(s)")
     if latencies.size:
         print(f"latency (Kafka timestamp -> prediction): p50 {np.percentile(latencies, 50):.1f} ms, "
               f"p95 {np.percentile(latencies, 95):.1f} ms")

@@ -9,7 +9,9 @@ import numpy as np
 from worker.contracts import CHANNELS, Row, VitalsWindow, encode_vitals
 from worker.preprocess.vitals import WINDOW_LEN
 
-SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm")
+# What the shipped routing rules make of them: skipped (CT; MR without a body part), the brain
+# tumour model (MR of the head), the chest X-ray model (a PA chest radiograph)
+SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm", "RG1_UNCR.dcm")
 ECG_HZ = 360  # MIT-BIH sampling rate
 HR_AVERAGE_S = 8  # heart-rate averaging window, seconds
 DEMO_PATIENT = "PSN-" + "0" * 31 + "1"  # the producers' form: the worker refuses clear ids

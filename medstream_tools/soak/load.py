@@ -1,4 +1,4 @@
-"""A steady stream of real scans and vital windows (plus a few poison messages) for chaos runs.
+"""A steady stream of scans and vital windows (plus a few poison messages) for chaos runs.
 
 Every message gets a known event id: the SOPInstanceUID for scans (a fresh one per message,
 pixels from pydicom's test files), `event_id` for vital windows, and the Kafka key for the
@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medstream_tools.soak.fixture_scans import synthetic_radiograph
 from worker.contracts import VitalsWindow, encode_vitals
 
 SCAN_FILES = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm")
@@ -42,10 +43,14 @@ def vitals_event(rng: np.random.Generator, patient: int) -> tuple[str, bytes, by
 
 
 class ScanFactory:
-    """Real DICOM files from pydicom's test data, each sent with a fresh SOPInstanceUID."""
+    """Real DICOM files from pydicom's test data (skipped by the fixture routing rules) between
+    synthetic PA and AP chest radiographs (routed to the fixture model), each sent with a
+    fresh SOPInstanceUID."""
 
     def __init__(self) -> None:
-        self._templates = [pydicom.dcmread(get_testdata_file(name)) for name in SCAN_FILES]
+        real = [pydicom.dcmread(get_testdata_file(name)) for name in SCAN_FILES]
+        chest = [synthetic_radiograph(("PA", "AP")[i % 2], seed=i) for i in range(len(real))]
+        self._templates = [ds for pair in zip(chest, real) for ds in pair]
 
     def event(self, i: int) -> tuple[str, bytes, bytes]:
         """(SOPInstanceUID, StudyInstanceUID key, Part-10 bytes); a new study every time."""

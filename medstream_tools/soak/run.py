@@ -19,6 +19,7 @@ import numpy as np
 
 from medstream_tools.localstack.stack import broker_up, down, triton_up
 from medstream_tools.soak.accounting import settle
+from medstream_tools.soak.fixture_scans import fixture_rules
 from medstream_tools.soak.load import SteadyLoad
 from medstream_tools.soak.stack import STATE_DIR, WEB_PORT, private_stack, run_environment
 from medstream_tools.soak.worker import ROOT, WorkerProcess
@@ -44,6 +45,8 @@ def run(minutes: float, every_s: float, vitals_per_s: float, scans_per_s: float)
     broker_up(cfg)
     triton_up(cfg)
     settings, env = run_environment("soak", cfg)
+    # the load's chest radiographs go to the fast fixture model, its other scans are skipped
+    env["MEDSTREAM_ROUTING__RULES"] = str(fixture_rules(STATE_DIR / "soak-routing.yaml"))
     worker = WorkerProcess("soak-w0", env, WEB_PORT, STATE_DIR / settings.app_id).start()
     samples: list[tuple[float, float, float, float]] = []
     try:

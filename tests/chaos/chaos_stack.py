@@ -20,6 +20,7 @@ from chaos_worker import ROOT, WorkerProcess
 from kafka import KafkaAdminClient
 
 from medstream_tools.localstack.stack import StackConfig
+from medstream_tools.soak.fixture_scans import FIXTURE_MODEL, fixture_rules
 from worker.kinds import KINDS, default_models
 from worker.security import kafka_security
 from worker.settings import Settings
@@ -89,6 +90,13 @@ class Scenario:
             worker.stop()
 
 
+def routing_rules(pa: str = FIXTURE_MODEL, ap: str | None = None) -> str:
+    """A fixture rules file (chest PA -> `pa`, AP -> `ap`, else `pa`; everything else skipped)
+    for a scenario's ROUTING__RULES: the chaos Triton serves the fixture models only."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    return str(fixture_rules(STATE_DIR / f"routing-{uuid.uuid4().hex[:8]}.yaml", pa, ap))
+
+
 def init_arguments(values: dict[str, str]) -> dict[str, Any]:
     """Settings keyword arguments from variable names without MEDSTREAM_ (KIND__FIELD nests)."""
     kwargs: dict[str, Any] = {}
@@ -114,6 +122,7 @@ def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Sc
         "TRITON_METRICS_URL": f"127.0.0.1:{cfg.metrics_port}",
         "APP_ID": f"chaos-{name}-{suffix}",
         "RETRY_MAX_S": "2",
+        "ROUTING__RULES": routing_rules(),
         **topics,
         **env,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from chaos_stack import routing_rules
 
 from medstream_tools.soak.accounting import assert_no_loss, report, settle
 from medstream_tools.soak.load import SteadyLoad
@@ -21,7 +22,8 @@ RSS_GROWTH_LIMIT_MIB = 150.0
 
 
 def test_slow_triton_applies_back_pressure_with_bounded_memory(scenario) -> None:
-    sc = scenario("triton-slow", SCAN_MODEL="scan_cnn_slow", VITALS_MODEL="vitals_lstm_slow",
+    sc = scenario("triton-slow", ROUTING__RULES=routing_rules("scan_cnn_slow"),
+                  VITALS_MODEL="vitals_lstm_slow",
                   TRITON_TIMEOUT_S="2")
     worker = sc.worker().start()
     worker.wait_ready()

@@ -1,7 +1,8 @@
 """A worker SIGKILLed mid-batch and restarted: the uncommitted batches are re-delivered.
 
 The worker serves the `*_slow` models (1.2-2.4 s per request) so that the kill lands while a
-batch is provably in flight (`medstream_inflight_requests` > 0 just before it).
+batch is provably in flight (`medstream_inflight_requests` > 0 just before it); scan batches
+mix rows for the slow and the fast fixture model, and skips (CT, MR, NM samples).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from chaos_stack import routing_rules
 
 from medstream_tools.soak.accounting import assert_no_loss, report, settle
 from medstream_tools.soak.load import SteadyLoad
@@ -23,7 +25,9 @@ def in_flight(worker) -> float:
 
 
 def test_worker_sigkilled_mid_batch_then_restarted_loses_nothing(scenario) -> None:
-    sc = scenario("worker-kill", SCAN_MODEL="scan_cnn_slow", VITALS_MODEL="vitals_lstm_slow")
+    # PA chest radiographs to the slow model, AP to the fast one: batches hold rows for both
+    sc = scenario("worker-kill", ROUTING__RULES=routing_rules("scan_cnn_slow", "scan_cnn"),
+                  VITALS_MODEL="vitals_lstm_slow")
     worker = sc.worker().start()
     load = SteadyLoad(sc.settings.kafka_bootstrap, sc.settings.scan.topic,
                       sc.settings.vitals.topic).start()

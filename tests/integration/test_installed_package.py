@@ -100,6 +100,8 @@ def env(installed: Installed, settings: Settings) -> dict[str, str]:
         "MEDSTREAM_PSEUDONYM_KEY": KEY,
         "MEDSTREAM_PRODUCE_METRICS_PORT": "0",
         "MEDSTREAM_APP_ID": f"installed-{suffix}",
+        # the routing rules ship with the model repository, not in the wheel
+        "MEDSTREAM_ROUTING__RULES": str(ROOT / "triton_models/routing.yaml"),
         **{variable: f"installed-{variable.lower()}-{suffix}" for variable in TOPIC_VARIABLES},
     }
 
@@ -223,6 +225,12 @@ def test_produce_scans_and_vitals(installed: Installed, env: dict[str, str],
     assert scans.returncode == 0, scans.stderr
     vitals = _run(installed, env, "produce", "vitals", "--simulate", "2", "--duration", "120")
     assert vitals.returncode == 0, vitals.stderr
+
+
+def test_route_explain_runs_on_a_file(installed: Installed, env: dict[str, str]) -> None:
+    done = _run(installed, env, "route", "explain", get_testdata_file("CT_small.dcm"))
+    assert done.returncode == 0, done.stderr
+    assert "-> skipped: rule (rule 'ct'" in done.stdout
 
 
 def test_tool_command_without_its_extra_names_the_extra(installed: Installed,

@@ -199,7 +199,7 @@ def test_every_rule_evaluates_and_alerts_match_the_run(observed) -> None:
         "MedstreamCircuitOpen",
     ):
         assert states[quiet] == "inactive", quiet
-    # The sample CT carries an acquisition date years back: its end-to-end time lands beyond
+    # The sample scans carry an acquisition date years back: their end-to-end time lands beyond
     # the last bucket, so the scan latency alert is pending; fresh vitals windows are not late.
     late = {
         a["labels"]["kind"]

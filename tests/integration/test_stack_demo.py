@@ -13,7 +13,7 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_demo_prints_a_prediction_per_sample(settings: Settings, topic_factory, capsys) -> None:
+def test_demo_routes_each_sample_and_prints_its_prediction_or_skip(settings: Settings, topic_factory, capsys) -> None:
     private = settings.model_copy(update={
         "scan": settings.scan.model_copy(
             update={"topic": topic_factory("demo-scans", partitions=2)}),
@@ -22,9 +22,14 @@ def test_demo_prints_a_prediction_per_sample(settings: Settings, topic_factory, 
     })
     run_demo(private)
     out = capsys.readouterr().out
-    for name in SAMPLE_SCANS:
-        line = next(line for line in out.splitlines() if line.strip().startswith(name))
-        scores = [float(v) for v in re.findall(r"=(\d\.\d{3})", line)]
+    lines = {name: next(line for line in out.splitlines() if line.strip().startswith(name))
+             for name in SAMPLE_SCANS}
+    assert "CT_small.dcm skipped: rule (rule 'ct')" in lines["CT_small.dcm"]
+    assert "MR_small.dcm skipped: rule (rule 'mr-other-body-part')" in lines["MR_small.dcm"]
+    assert "-> brain_mri_tumour" in lines["emri_small.dcm"]
+    assert "-> chest_xray_pneumonia" in lines["RG1_UNCR.dcm"]
+    for name in ("emri_small.dcm", "RG1_UNCR.dcm"):
+        scores = [float(v) for v in re.findall(r"=(\d\.\d{3})", lines[name])]
         assert len(scores) >= 2 and abs(sum(scores) - 1.0) < 0.01
     assert out.count("kafka: demo-") == len(SAMPLE_SCANS) + 1
     risk = float(re.search(r"risk=(\d\.\d{3})", out).group(1))

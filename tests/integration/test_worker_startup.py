@@ -34,7 +34,7 @@ def test_unreachable_triton(worker: WorkerProcess) -> None:
 
 
 def test_missing_model(worker: WorkerProcess) -> None:
-    done = run_worker(worker, MEDSTREAM_SCAN_MODEL="no_such_model")
+    done = run_worker(worker, MEDSTREAM_VITALS__MODEL="no_such_model")
     assert done.returncode == 2
     assert "model 'no_such_model'" in done.stderr
 

@@ -64,9 +64,9 @@ def echo_prediction(event_id: str, outputs: Mapping[str, np.ndarray], record: In
                       latency_ms=latency_ms(record, produced_at))
 
 
-def echo_kind(settings: Settings, model: ModelInfo) -> Kind[str]:
+def echo_kind(settings: Settings, models: Mapping[str, ModelInfo]) -> Kind[str]:
     """Pipeline description of echo events."""
-    return Kind(name="echo", model=model, input_name="x",
+    return Kind(name="echo", models=models, input_name="x",
                 max_bytes=ECHO.settings(settings).max_bytes, prepare=prepare_echo,
                 build=echo_prediction)
 

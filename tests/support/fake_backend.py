@@ -73,5 +73,5 @@ def build(meta: str, outputs: dict, record: InputRecord, model: ModelInfo, now: 
 
 
 def toy_kind(max_batch: int = 32, max_bytes: int = 100) -> Kind[str]:
-    return Kind("scan", ModelInfo("scan_cnn", "1", max_batch, ("a", "b")), "image", max_bytes,
-                prepare, build)
+    return Kind("scan", {"scan_cnn": ModelInfo("scan_cnn", "1", max_batch, ("a", "b"))}, "image",
+                max_bytes, prepare, build)

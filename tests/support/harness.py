@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medstream_tools.soak.fixture_scans import FIXTURE_MODEL, fixture_rules, synthetic_radiograph
 from medstream_tools.soak.worker import WorkerProcess
 from tests.support.ports import free_port
 from worker.contracts import VitalsWindow, encode_vitals
@@ -49,14 +50,19 @@ class Topics:
 
 class TopicsWorker(WorkerProcess):
     """A worker on one test's Topics against the session stack's Settings; log in
-    `state_dir/worker.log`. Tests import it as `WorkerProcess`."""
+    `state_dir/worker.log`. Scans are routed by fixture rules (chest radiographs -> scan_cnn,
+    and brain/head MR -> `brain` when given; medstream_tools/soak/fixture_scans.py).
+    Tests import it as `WorkerProcess`."""
 
     def __init__(self, settings: Settings, topics: Topics, state_dir: Path,
                  extra_env: dict[str, str] | None = None, app_id: str | None = None,
-                 web_port: int | None = None) -> None:
+                 web_port: int | None = None, brain: str | None = None) -> None:
         self.settings, self.topics = settings, topics
         self.app_id = app_id or f"it-{uuid.uuid4().hex[:10]}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        rules = fixture_rules(state_dir / "routing.yaml", FIXTURE_MODEL, brain=brain)
         super().__init__("", {
+            "MEDSTREAM_ROUTING__RULES": str(rules),
             "MEDSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "MEDSTREAM_TRITON_GRPC_URL": settings.triton_grpc_url,
             "MEDSTREAM_TOPIC_SCANS": topics.scans,
@@ -122,20 +128,37 @@ def keys(outputs: list[Output], topic: str) -> set[bytes | None]:
 
 # --- inputs ----------------------------------------------------------------------------------
 
-SAMPLE_DICOMS = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "US1_J2KR.dcm")
+def _part10(ds: pydicom.Dataset, patient: str) -> tuple[str, bytes]:
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientID = patient
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return str(ds.SOPInstanceUID), buf.getvalue()
 
 
 def dicom_scans(n: int, patient: str = "pseudo-scan") -> list[tuple[str, bytes]]:
-    """`n` DICOM files (real sample images) with fresh SOPInstanceUIDs: (uid, bytes)."""
+    """`n` synthetic chest radiographs, PA and AP in turn (the fixture rules route them to
+    scan_cnn), with fresh SOPInstanceUIDs: (uid, bytes)."""
+    return [_part10(synthetic_radiograph(("PA", "AP")[i % 2], seed=i), patient) for i in range(n)]
+
+
+# Real sample files and what the fixture rules with `brain="brain_mri_tumour"` make of them
+MIXED_SAMPLES = (("emri_small.dcm", "brain_mri_tumour"), ("CT_small.dcm", "skipped"),
+                 ("US1_J2KR.dcm", "skipped"))
+
+
+def mixed_scans(n: int, patient: str = "pseudo-scan") -> list[tuple[str, bytes, str]]:
+    """`n` scans for several models and none: chest radiographs (-> scan_cnn), brain MR
+    (-> brain_mri_tumour), CT and US (skipped), in turn: (uid, bytes, expected outcome)."""
     out = []
     for i in range(n):
-        ds = pydicom.dcmread(get_testdata_file(SAMPLE_DICOMS[i % len(SAMPLE_DICOMS)]))
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientID = patient
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        out.append((str(ds.SOPInstanceUID), buf.getvalue()))
+        if i % 2 == 0:
+            out.append((*_part10(synthetic_radiograph(("PA", "AP")[i % 4 // 2], seed=i), patient),
+                        FIXTURE_MODEL))
+        else:
+            name, outcome = MIXED_SAMPLES[i // 2 % len(MIXED_SAMPLES)]
+            out.append((*_part10(pydicom.dcmread(get_testdata_file(name)), patient), outcome))
     return out
 
 

@@ -133,13 +133,15 @@ def test_realsize_cnn_is_densenet121_behind_the_scan_tensors() -> None:
 
     from medstream_tools.bench import densenet
     from worker.kinds.scan import scan_model_spec
+    from worker.preprocess.formats import input_format
 
     net = densenet.DenseNet121()
     # torchvision's densenet121 has 7,978,856 parameters with 1,000 classes; 2 classes here
     assert sum(p.numel() for p in net.parameters()) == 7_978_856 - 1025 * 998
     assert densenet.NAME == CNN_MODEL
     config, spec = densenet.triton_config(), scan_model_spec(densenet.NAME)
-    assert config["input"][0]["dims"] == list(spec.inputs[0].dims)
+    assert config["input"][0]["name"] == spec.inputs[0].name
+    assert config["input"][0]["dims"] == list(input_format("gray128").dims)  # the scan tensors
     assert config["output"][0]["name"] == spec.outputs[0].name
     assert len(config["parameters"]["labels"]["string_value"].split(",")) == 2
     with torch.no_grad():

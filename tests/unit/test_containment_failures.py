@@ -30,7 +30,7 @@ from worker.pipeline import Kind
 from worker.serving import BatchServer
 from worker.settings import Settings
 
-VITALS = vitals_kind(Settings(_env_file=None), ModelInfo("vitals_lstm", "1", 64))
+VITALS = vitals_kind(Settings(_env_file=None), {"vitals_lstm": ModelInfo("vitals_lstm", "1", 64)})
 
 
 @pytest.mark.parametrize("broker", [False, True], ids=["producer-refuses", "broker-refuses"])
@@ -88,7 +88,7 @@ def _build(meta: str, outputs: dict, record: InputRecord, model: ModelInfo, now:
     return Prediction(meta, "scan", None, model.name, model.version, {"p": 0.5}, now, now, 0.0)
 
 
-BUGGY = Kind("scan", ModelInfo("scan_cnn", "1", 8, ("a", "b")), "image", 10_000, _prepare, _build)
+BUGGY = Kind("scan", {"scan_cnn": ModelInfo("scan_cnn", "1", 8, ("a", "b"))}, "image", 10_000, _prepare, _build)
 
 
 def test_bugs_after_decoding_are_internal_errors_naming_type_and_place_never_text() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
 from tests.support.batch_loop import LIMIT, KafkaSink, assert_one_output_each, serve_batch
+from tests.support.routing import declared_model
 from worker.contracts import (
     ScanEnvelope,
     VitalsWindow,
@@ -26,8 +27,12 @@ from worker.metrics import Metrics
 from worker.settings import Settings
 
 SETTINGS = Settings(_env_file=None, require_deidentified=True)  # vitals: pseudonyms only
-VITALS = vitals_kind(SETTINGS, ModelInfo("vitals_lstm", "1", 64))
-SCAN = scan_kind(Settings(_env_file=None), ModelInfo("scan_cnn", "1", 32, ("normal", "pneumonia")))
+VITALS = vitals_kind(SETTINGS, {"vitals_lstm": ModelInfo("vitals_lstm", "1", 64)})
+SCAN = scan_kind(  # every image routed to a declared model (tests/unit/data/fuzz_routing.yaml)
+    Settings(_env_file=None, routing={"rules": Path(__file__).with_name("data") / "fuzz_routing.yaml"}),
+    {"fuzz_gray": declared_model("fuzz_gray", modalities="CT,MR,NM,OT,CR,DX,US", body_parts=""),
+     "fuzz_rgb": declared_model("fuzz_rgb", modalities="MR", body_parts="BRAIN,HEAD",
+                                input_format_id="rgb150_tf_nhwc")})
 CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 PSEUDONYM = "PSN-" + "a" * 32
 

@@ -39,6 +39,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from tests.support.routing import declared_model
 from worker.contracts import (
     ScanEnvelope,
     VitalsWindow,
@@ -50,6 +51,7 @@ from worker.errors import PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.kinds.scan import scan_kind
 from worker.kinds.vitals import vitals_kind
+from worker.pipeline import Routed, Skipped
 from worker.preprocess.scan import MAX_DECODED_BYTES
 from worker.settings import Settings
 
@@ -61,9 +63,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 CASE_LIMIT_S = 20  # hang guard per input
 PEAK_LIMIT_BYTES = 2 * MAX_DECODED_BYTES
-SETTINGS = Settings(_env_file=None)
-SCAN = scan_kind(SETTINGS, ModelInfo("scan_cnn", "1", 32, ("normal", "pneumonia")))
-VITALS = vitals_kind(SETTINGS, ModelInfo("vitals_lstm", "1", 64))
+SETTINGS = Settings(_env_file=None,
+                    routing={"rules": Path(__file__).with_name("data") / "fuzz_routing.yaml"})
+FUZZ_MODELS = {"fuzz_gray": declared_model("fuzz_gray", modalities="CT,MR,NM,OT,CR,DX,US", body_parts=""),
+               "fuzz_rgb": declared_model("fuzz_rgb", modalities="MR", body_parts="BRAIN,HEAD",
+                                          input_format_id="rgb150_tf_nhwc")}
+SCAN = scan_kind(SETTINGS, FUZZ_MODELS)  # every sample routed: hostile pixels reach a decoder
+VITALS = vitals_kind(SETTINGS, {"vitals_lstm": ModelInfo("vitals_lstm", "1", 64)})
 DICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "SC_rgb.dcm",
                "emri_small.dcm")
 REAL = {name: Path(get_testdata_file(name)).read_bytes() for name in DICOM_FILES}
@@ -100,8 +106,13 @@ def hostile(kind, value: bytes, *, expect_poison: bool = False) -> str:
     started = time.perf_counter()
     try:
         check_size(value, kind.max_bytes)
-        _, tensor = kind.prepare(value)
-        outcome = "served"
+        prepared = kind.prepare(value)
+        if isinstance(prepared, Skipped):  # a mutated header no rule routes: never decoded
+            tensor, outcome = None, f"skipped_{prepared.reason}"
+        else:
+            model, tensor = (prepared.model, prepared.tensor) if isinstance(prepared, Routed) \
+                else ("vitals_lstm", prepared[1])
+            outcome = "served"
     except PoisonMessage as exc:
         assert exc.reason and exc.reason.isidentifier() and str(exc), exc
         outcome = exc.reason
@@ -115,7 +126,7 @@ def hostile(kind, value: bytes, *, expect_poison: bool = False) -> str:
     assert peak < PEAK_LIMIT_BYTES, f"{peak} bytes traced for one {len(value)}-byte input"
     if outcome == "served":
         assert not expect_poison, "a malformed input was served"
-        shape = (1, 128, 128) if kind is SCAN else (60, 12)
+        shape = FUZZ_MODELS[model].input_dims["image"] if kind is SCAN else (60, 12)
         assert tensor.dtype == np.float32 and tensor.shape == shape
         assert np.isfinite(tensor).all()
     TALLY[f"{kind.name}:{outcome}"] += 1

@@ -51,7 +51,7 @@ def window(hr: float) -> bytes:
 
 
 def test_same_event_id_with_other_content_is_flagged_and_counted() -> None:
-    kind = vitals_kind(Settings(_env_file=None), ModelInfo("vitals_lstm", "1", 64))
+    kind = vitals_kind(Settings(_env_file=None), {"vitals_lstm": ModelInfo("vitals_lstm", "1", 64)})
     preds, metrics = Sink(), Metrics.create()
     server = BatchServer(kind, FakeBackend(), metrics, predictions=preds, deadletter=Sink(),
                          worker_id="w")

@@ -128,12 +128,14 @@ def test_check_model_reads_batch_labels_and_version() -> None:
     info = check_model(scan_model_spec("scan_cnn"), metadata(["-1", "1", "128", "128"]), CONFIG)
     assert (info.max_batch_size, info.labels) == (32, ("normal", "pneumonia"))
     assert info.version == "2+sha256.abababababab"
+    assert info.parameters["labels"] == "normal, pneumonia"  # the declaration, as strings
+    assert info.input_dims == {"image": (1, 128, 128)}
 
 
 @pytest.mark.parametrize(
     ("meta", "config", "message"),
     [
-        (metadata(["-1", "1", "64", "64"]), CONFIG, "FP32 [1, 64, 64]"),
+        (metadata(["-1", "64", "64"]), CONFIG, "FP32 [64, 64]"),  # image models take rank 3
         (metadata(["-1", "1", "128", "128"], "FP16"), CONFIG, "FP16"),
         ({**metadata(["-1", "1", "128", "128"]), "inputs": []}, CONFIG, "no input 'image'"),
         ({**metadata(["-1", "1", "128", "128"]), "outputs": []}, CONFIG, "no output 'probabilities'"),

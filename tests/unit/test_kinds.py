@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.fake_backend import build, prepare
+from tests.support.routing import declared_model
 from worker.app import create_app
 from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
@@ -19,7 +21,12 @@ from worker.pipeline import Kind
 from worker.settings import LEGACY_NAMES, KindSettings, Settings
 from worker.topics import topic_specs
 
-MODELS = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
+# what start-up reads from Triton for the shipped routing rules (triton_models/routing.yaml)
+MODELS = {"chest_xray_pneumonia": declared_model("chest_xray_pneumonia", max_batch=4,
+                                                 input_format_id="rgb150_tf_nhwc"),
+          "brain_mri_tumour": declared_model("brain_mri_tumour", modalities="MR",
+                                             body_parts="BRAIN,HEAD", max_batch=4,
+                                             input_format_id="rgb150_tf_nhwc"),
           "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
 
 
@@ -87,22 +94,26 @@ def test_kind_settings_are_validated_and_frozen(monkeypatch: pytest.MonkeyPatch)
 def test_registry_and_default_models() -> None:
     assert [k.name for k in KINDS] == ["scan", "vitals"]
     assert default_models() == ("scan_cnn", "vitals_lstm")
-    assert input_topics(Settings(_env_file=None), KINDS) == {"scan_cnn": "scans", "vitals_lstm": "vitals"}
+    assert input_topics(Settings(_env_file=None), KINDS) == {
+        "chest_xray_pneumonia": "scans", "brain_mri_tumour": "scans", "vitals_lstm": "vitals"}
 
 
 def test_kinds_may_share_neither_a_topic_nor_a_model() -> None:
-    with pytest.raises(ConfigurationError, match="share a model: scan_cnn"):
-        input_topics(Settings(_env_file=None, vitals={"model": "scan_cnn"}), KINDS)
+    with pytest.raises(ConfigurationError, match="share a model: brain_mri_tumour"):
+        input_topics(Settings(_env_file=None, vitals={"model": "brain_mri_tumour"}), KINDS)
     with pytest.raises(ConfigurationError, match="share a topic: scans"):
         input_topics(Settings(_env_file=None, vitals={"topic": "scans"}), KINDS)
 
 
 def test_scan_start_up_check_compares_labels_and_probabilities() -> None:
-    check_labels(MODELS["scan_cnn"], {"probabilities": np.zeros((1, 2))})
+    chest = MODELS["chest_xray_pneumonia"]
+    check_labels(chest, {"probabilities": np.zeros((1, 2))})
     with pytest.raises(ConfigurationError, match="returns 3 probabilities"):
-        check_labels(MODELS["scan_cnn"], {"probabilities": np.zeros((1, 3))})
+        check_labels(chest, {"probabilities": np.zeros((1, 3))})
     with pytest.raises(ConfigurationError, match="no 'labels' parameter"):
-        SCAN.check(ModelInfo("scan_cnn", "1", 16), {"probabilities": np.zeros((1, 2))})
+        check_labels(ModelInfo("scan_cnn", "1", 16), {"probabilities": np.zeros((1, 2))})
+    with pytest.raises(ConfigurationError, match="declares no 'modalities'"):
+        SCAN.check(ModelInfo("scan_cnn", "1", 16, ("a", "b")), {"probabilities": np.zeros((1, 2))})
 
 
 # --- a third kind, as a plugin would add one ----------------------------------------------
@@ -112,8 +123,8 @@ class ToySettings(Settings):
     echo: KindSettings = KindSettings(topic="echo", model="echo_m", max_batch=4, within_s=0.01)
 
 
-def _echo_kind(settings: Settings, model: ModelInfo) -> Kind[str]:
-    return Kind("echo", model, "x", ECHO.settings(settings).max_bytes, prepare, build)
+def _echo_kind(settings: Settings, models: Mapping[str, ModelInfo]) -> Kind[str]:
+    return Kind("echo", models, "x", ECHO.settings(settings).max_bytes, prepare, build)
 
 
 ECHO = KindSpec(name="echo", build=_echo_kind, topic_configs=lambda s: {"retention.ms": "60000"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,13 +11,14 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from medstream_tools.soak.fixture_scans import synthetic_radiograph
 from tests.support.fake_backend import POISON_VALUE, FakeBackend
 from tests.support.fake_backend import toy_kind as kind
+from tests.support.routing import fixture_scan_kind
 from worker.contracts import InputRecord, VitalsWindow, encode_vitals
 from worker.errors import RetryableInference
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, RetryingBackend
-from worker.kinds.scan import scan_kind
 from worker.kinds.vitals import vitals_kind
 from worker.metrics import Metrics
 from worker.pipeline import run_batch
@@ -80,21 +82,24 @@ async def test_retryable_failures_lose_nothing() -> None:
     assert preds == {0: "a", 1: "b"} and dead == {}
 
 
-async def test_real_kinds_decode_in_a_thread_pool() -> None:
+async def test_real_kinds_decode_in_a_thread_pool(tmp_path: Path) -> None:
     settings = Settings(_env_file=None)
     ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
-    scan = scan_kind(settings, ModelInfo("scan_cnn", "1", 32, ("normal", "pneumonia")))
+    buf = io.BytesIO()
+    synthetic_radiograph("PA").save_as(buf, enforce_file_format=True)
+    scan = fixture_scan_kind(tmp_path)  # chest radiographs -> scan_cnn, CT skipped
     with ThreadPoolExecutor(2) as pool:
-        result = await run_batch(records(ct, b"not dicom", ct[:300]), FakeBackend(), Metrics.create(),
-                                 scan, executor=pool)
+        result = await run_batch(records(buf.getvalue(), b"not dicom", ct[:300], ct), FakeBackend(),
+                                 Metrics.create(), scan, executor=pool)
     preds, dead = outcome(result)
     assert list(preds) == [0] and dead == {1: "format", 2: "dicom_decode"}
     assert result.predictions[0][1].outputs["label"] in {"normal", "pneumonia"}
+    assert [(r.offset, s.reason) for r, s in result.skips] == [(3, "rule")]
 
     good = VitalsWindow("w", "PSN-" + "0" * 32, "d", datetime(2026, 1, 1, tzinfo=UTC), 1.0,
                         [[80.0] + [None] * 5])
     nan = replace(good, event_id="n", values=[[None] * 6] * 5)
-    vitals = vitals_kind(settings, ModelInfo("vitals_lstm", "1", 64))
+    vitals = vitals_kind(settings, {"vitals_lstm": ModelInfo("vitals_lstm", "1", 64)})
     result = await run_batch(records(encode_vitals(good), encode_vitals(nan)),
                              FakeBackend(), Metrics.create(), vitals)
     preds, dead = outcome(result)

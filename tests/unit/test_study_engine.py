@@ -13,6 +13,7 @@ import pydicom
 from prometheus_client import CollectorRegistry
 from pydicom.data import get_testdata_file
 
+from tests.support.routing import declared_model
 from worker.app import create_app
 from worker.contracts import (
     TICK,
@@ -196,8 +197,13 @@ def test_enabled_studies_add_their_topics_agents_and_tables(tmp_path: Path) -> N
     specs = {t.name: t.topic_configs for t in topic_specs(settings)}
     assert specs["studies"] == {"cleanup.policy": "compact"}
     assert {"study-events", "alert-events", "alerts"} <= set(specs)
-    models = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
-              "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
+    models = {  # what the shipped rules (triton_models/routing.yaml) route to, as Triton declares
+        "chest_xray_pneumonia": declared_model("chest_xray_pneumonia",
+                                               input_format_id="rgb150_tf_nhwc"),
+        "brain_mri_tumour": declared_model("brain_mri_tumour", modalities="MR",
+                                           body_parts="BRAIN,HEAD", input_format_id="rgb150_tf_nhwc",
+                                           labels=("glioma", "meningioma", "no_tumour", "pituitary")),
+        "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
     app = create_app(settings, models)
     assert sorted(app.agents) == ["medstream.alerts", "medstream.scan", "medstream.studies",
                                   "medstream.studies-feed", "medstream.vitals"]

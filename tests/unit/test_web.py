@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medstream_tools.soak.fixture_scans import fixture_rules
+from tests.support.routing import declared_model
 from worker.app import broker_urls, create_app
 from worker.inference.protocol import ModelInfo
 from worker.metrics import Metrics
@@ -30,8 +32,9 @@ def test_broker_urls() -> None:
 
 def test_create_app_wires_agents_routes_and_settings(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, kafka_bootstrap="127.0.0.1:9", web_port=6999,
-                        state_dir=tmp_path, scan={"max_batch": 100}, app_id="unit-app")
-    models = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
+                        state_dir=tmp_path, scan={"max_batch": 100}, app_id="unit-app",
+                        routing={"rules": fixture_rules(tmp_path / "rules.yaml")})
+    models = {"scan_cnn": declared_model("scan_cnn", max_batch=16),
               "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
     app = create_app(settings, models)
     assert sorted(app.agents) == ["medstream.scan", "medstream.vitals"]

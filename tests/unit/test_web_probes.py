@@ -8,6 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
+from medstream_tools.soak.fixture_scans import fixture_rules
+from tests.support.routing import declared_model
 from worker.app import create_app
 from worker.errors import reasons_for
 from worker.inference.protocol import ModelInfo
@@ -180,8 +182,9 @@ async def test_lag_covers_every_assigned_partition_and_forgets_revoked_ones() ->
 
 def test_create_app_exports_each_kind_and_model_from_start_up(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, kafka_bootstrap="127.0.0.1:9", web_port=6999,
-                        state_dir=tmp_path, app_id="unit-app-probes")
-    models = {"scan_cnn": ModelInfo("scan_cnn", "1", 16, ("a", "b")),
+                        state_dir=tmp_path, app_id="unit-app-probes",
+                        routing={"rules": fixture_rules(tmp_path / "rules.yaml")})
+    models = {"scan_cnn": declared_model("scan_cnn", max_batch=16),
               "vitals_lstm": ModelInfo("vitals_lstm", "1", 64)}
     metrics = Metrics.create()
     create_app(settings, models, metrics)
@@ -198,6 +201,9 @@ def test_create_app_exports_each_kind_and_model_from_start_up(tmp_path: Path) ->
     dead = {(s.labels["kind"], s.labels["reason"]): s.value
             for s in metrics.deadletters.collect()[0].samples if s.name.endswith("_total")}
     assert dead == {(k, r.value): 0 for k in ("scan", "vitals") for r in reasons_for(k)}
+    skipped = {(s.labels["kind"], s.labels["reason"]): s.value
+               for s in metrics.skipped.collect()[0].samples if s.name.endswith("_total")}
+    assert skipped == {("scan", r): 0 for r in ("no_route", "non_image", "rule")}  # scans route
 
 
 class RacingConsumer(FakeConsumer):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +35,10 @@ class ModelInfo:
     version: str  # e.g. "1+sha256.0123abcd4567"
     max_batch_size: int
     labels: tuple[str, ...] = ()
+    # Its config.pbtxt string parameters: the declaration of what it is for (modalities,
+    # body_parts, input_format, intended_use; worker/routing/declarations.py) and provenance
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    input_dims: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # served, no batch axis
 
 
 class InferenceBackend(Protocol):

@@ -88,7 +88,10 @@ def check_model(spec: ModelSpec, metadata: dict[str, Any], config: dict[str, Any
     versions = sorted(metadata.get("versions", []) or ["1"], key=lambda v: int(v) if v.isdigit() else 0)
     version = versions[-1]
     sha = params.get("model_sha256", {}).get("string_value", "")
-    return ModelInfo(spec.name, f"{version}+sha256.{sha[:12]}" if sha else version, max_batch, labels)
+    declared = {k: str(v.get("string_value", "")) for k, v in params.items() if isinstance(v, dict)}
+    dims = {t["name"]: _dims(t.get("shape", []))[1:] for t in metadata.get("inputs", [])}
+    return ModelInfo(spec.name, f"{version}+sha256.{sha[:12]}" if sha else version, max_batch,
+                     labels, declared, dims)
 
 
 class TritonBackend:

@@ -7,7 +7,7 @@ Functions that serve kinds (`create_app`, `check_triton`, `check_kafka`, `topic_
 
 from __future__ import annotations
 
-from worker.kinds.base import KindSpec, input_topics
+from worker.kinds.base import KindSpec, input_topics, kind_topics
 from worker.kinds.scan import SCAN
 from worker.kinds.vitals import VITALS
 from worker.settings import Settings
@@ -16,9 +16,10 @@ KINDS: tuple[KindSpec, ...] = (SCAN, VITALS)
 
 
 def default_models(kinds: tuple[KindSpec, ...] = KINDS) -> tuple[str, ...]:
-    """The model each kind uses with default settings (what Triton must load)."""
+    """The model of each kind's default settings (for a kind that routes, scans, the models
+    come from its routing rules instead: `KindSpec.models`)."""
     defaults = Settings.model_construct()
     return tuple(spec.settings(defaults).model for spec in kinds)
 
 
-__all__ = ["KINDS", "KindSpec", "default_models", "input_topics"]
+__all__ = ["KINDS", "KindSpec", "default_models", "input_topics", "kind_topics"]

@@ -2,7 +2,9 @@
 
 A kind declares its settings block (`Settings.<name>`: topic, model, batching, size limit),
 the tensors its model must take and return, how to build its pipeline description (decode +
-preprocess, post-process), the topic configuration it needs and its start-up checks. The
+preprocess, post-process), the topic configuration it needs and its start-up checks. A kind
+with `routing` (scans) is served by the models its routing rules name instead of its
+settings' `model` (worker/routing/). The
 app, the start-up checks, topic creation and the test stacks iterate over the registry
 (`worker.kinds.KINDS`) instead of naming scans and vitals.
 """
@@ -18,6 +20,7 @@ import numpy as np
 from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.pipeline import Kind
+from worker.routing import RuleSet
 from worker.settings import KindSettings, Settings
 
 
@@ -36,11 +39,20 @@ class KindSpec:
 
     name: str
     model_spec: Callable[[str], ModelSpec]  # model name -> the tensors the worker exchanges
-    build: Callable[[Settings, ModelInfo], Kind[Any]]  # the pipeline description
+    # The pipeline description, given the kind's models by name (see `models`)
+    build: Callable[[Settings, Mapping[str, ModelInfo]], Kind[Any]]
     topic_configs: Callable[[Settings], dict[str, str]] = no_topic_configs  # input topic's
     # Start-up check on the served model and its test inference's outputs; raises
     # ConfigurationError (e.g. the scan CNN's labels against its probabilities)
     check: Callable[[ModelInfo, Mapping[str, np.ndarray]], None] = no_check
+    # The routing rules that pick each input's model (scans); None: the settings' one model
+    routing: Callable[[Settings], RuleSet] | None = None
+
+    def models(self, settings: Settings) -> tuple[str, ...]:
+        """The models that serve this kind: those its routing rules name, else its settings'."""
+        if self.routing is not None:
+            return self.routing(settings).models
+        return (self.settings(settings).model,)
 
     def settings(self, settings: Settings) -> KindSettings:
         """This kind's block of `settings` (a Settings subclass may add kinds)."""
@@ -50,12 +62,23 @@ class KindSpec:
         return block
 
 
+def _refuse_shared(what: str, names: list[str]) -> None:
+    shared = sorted({n for n in names if names.count(n) > 1})
+    if shared:
+        raise ConfigurationError(f"input kinds share a {what}: {', '.join(shared)}")
+
+
+def kind_topics(settings: Settings, kinds: Sequence[KindSpec]) -> list[str]:
+    """Each kind's input topic; ConfigurationError when kinds share one."""
+    topics = [spec.settings(settings).topic for spec in kinds]
+    _refuse_shared("topic", topics)
+    return topics
+
+
 def input_topics(settings: Settings, kinds: Sequence[KindSpec]) -> dict[str, str]:
-    """Model name -> input topic, one per kind; ConfigurationError when kinds share either."""
-    blocks = [spec.settings(settings) for spec in kinds]
-    for what in ("model", "topic"):
-        names = [getattr(block, what) for block in blocks]
-        shared = sorted({n for n in names if names.count(n) > 1})
-        if shared:
-            raise ConfigurationError(f"input kinds share a {what}: {', '.join(shared)}")
-    return {block.model: block.topic for block in blocks}
+    """Model name -> input topic of the kind it serves; ConfigurationError when kinds share a
+    topic or a model (reads the routing rules of kinds that route)."""
+    topics = kind_topics(settings, kinds)
+    served = [(model, topic) for spec, topic in zip(kinds, topics) for model in spec.models(settings)]
+    _refuse_shared("model", [model for model, _ in served])
+    return dict(served)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -41,11 +42,11 @@ def prepare_vitals(value: bytes, *, require_deidentified: bool) -> tuple[VitalsM
     return VitalsMeta(window, implausible, missing), tensor
 
 
-def vitals_kind(settings: Settings, model: ModelInfo) -> Kind[VitalsMeta]:
+def vitals_kind(settings: Settings, models: Mapping[str, ModelInfo]) -> Kind[VitalsMeta]:
     """Pipeline description of vitals windows (cheap: decoded on the event loop)."""
     return Kind(
         name="vitals",
-        model=model,
+        models=models,
         input_name=INPUT,
         max_bytes=settings.vitals.max_bytes,
         prepare=functools.partial(prepare_vitals,
