@@ -1,4 +1,5 @@
-"""`medstream demo`'s full path: worker subprocess, sample data in, live table, summary, clean stop."""
+"""`medstream demo`'s full path: worker subprocess, sample data in, live table, summary, study
+results, alerts, delivery to the local peers, clean stop."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_demo_answers_every_sample_through_the_worker(settings: Settings, capsys) -> None:
+def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Settings, capsys) -> None:
     code = run_pipeline_demo(settings.model_copy(update={"web_port": free_port()}))
     out = capsys.readouterr().out
     assert code == 0, out
     answered, total, scans, vitals, skipped, dead = map(int, re.search(
         r"summary: (\d+)/(\d+) inputs answered - (\d+) scan and (\d+) vitals predictions, "
         r"(\d+) scan\(s\) skipped .*, (\d+) dead letter", out).groups())
-    assert answered == total == scans + vitals + skipped + dead and dead == 1 and vitals == 9
-    assert scans == 2 and skipped >= 6  # a chest radiograph and a brain MR; CT, US, SR, ... skipped
+    assert answered == total == scans + vitals + skipped + dead and dead == 1 and vitals == 9 + 10
+    assert scans == 5 and skipped >= 6  # 2 radiographs + a 3-instance study, a brain MR; CT, ...
     assert re.search(r"^\s+\d+\s+scan\s+RG1_UNCR\.dcm\s+chest_xray_pneumonia \w+ [01]\.\d{3}", out,
                      re.MULTILINE)
     assert re.search(r"^\s+\d+\s+skip\s+CT_small\.dcm\s+skipped: rule \(ct\)", out, re.MULTILINE)
@@ -29,3 +30,24 @@ def test_demo_answers_every_sample_through_the_worker(settings: Settings, capsys
     assert "dead letter: reason json_decode" in out
     assert re.search(r"p50 [\d.]+ ms, p95 [\d.]+ ms", out)
     assert "worker stopped (exit 0)" in out
+
+    # One final result per study with a prediction (the multi-instance study among them)
+    studies = re.findall(r"^  study (\S+)\s+final \(quiet\) instances (\d+): (\d+) predicted", out,
+                         re.MULTILINE)
+    assert sorted(name for name, _, _ in studies) == [
+        "RG1_UNCR.dcm", "emri_small.dcm", "study-RG1_UNCR.dcm"]
+    assert ("study-RG1_UNCR.dcm", "3", "3") in studies
+    assert re.search(r"study-RG1_UNCR\.dcm .* chest_xray_pneumonia max normal=[01]\.\d{3}", out)
+    assert re.search(r"^  alert raised: episode 1, risk 0\.[5-9]\d\d .* NEWS2 13 \(high\)", out,
+                     re.MULTILINE)
+    assert re.search(r"^  alert cleared: episode 1", out, re.MULTILINE)
+
+    # Delivered: SR stored and valid, ORU acknowledged AA, FHIR Bundles accepted with 201s
+    sr = re.search(r"sr   \(exit 0\): (\d+) SR stored in (\S+) - dciodvfy: no errors", out)
+    assert sr and int(sr.group(1)) == 2  # the study without a patient pseudonym is refused
+    assert re.search(r"hl7  \(exit 0\): 4 ORU\^R01 acknowledged AA, 0 refused", out)
+    fhir = re.search(r"fhir \(exit 0\): 4 transaction Bundle\(s\) accepted, (\d+) resources "
+                     r"created \(201\)", out)
+    assert fhir and int(fhir.group(1)) > 0
+    assert out.count("refused to the delivery dead letter: study result without a patient "
+                     "pseudonym") == 3
