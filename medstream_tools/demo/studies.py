@@ -25,7 +25,7 @@ from worker.contracts import (
     decode_study_result,
     encode_vitals,
 )
-from worker.settings import Settings
+from worker.settings import Settings, StudySettings
 
 STUDY_SAMPLE, STUDY_INSTANCES = "RG1_UNCR.dcm", 3
 ALERT_PATIENT = "PSN-" + "0" * 31 + "2"  # a pseudonym, the producers' form
@@ -110,7 +110,9 @@ def print_studies(results: dict[str, StudyResult], names: dict[str, str]) -> Non
 
 def print_alerts(alerts: list[Alert], threshold: float) -> None:
     """Each alert record of the deteriorating patient (the pseudonym is not printed)."""
-    print(f"\nvitals alerts (deteriorating patient, alert at risk >= {threshold} "
+    default = StudySettings.model_fields["alert_threshold"].default
+    which = "the default threshold" if threshold == default else "a threshold set in the environment"
+    print(f"\nvitals alerts (deteriorating patient; raised when risk >= {threshold}, {which}, "
           f"{STUDY_ENV['alert_consecutive']} windows in a row):")
     for a in alerts:
         print(f"  alert {a.status}: episode {a.episode}, risk {a.risk:.3f} (peak "
