@@ -309,7 +309,8 @@ def test_service_monitors_scrape_named_service_ports(rendered: list[Resource]) -
             for service in selected:
                 assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
         scraped |= {s["metadata"]["name"] for s in selected}
-    assert {"medstream-worker", "triton"} <= scraped
+    assert {"medstream-worker", "triton", *(f"medstream-deliver-{t}" for t in ("fhir", "hl7", "sr"))
+            } <= scraped
 
 
 def test_pod_disruption_budget_covers_the_worker(rendered: list[Resource]) -> None:
