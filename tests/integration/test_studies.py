@@ -11,14 +11,13 @@ vitals deteriorate and recover gets exactly one alert raised and one cleared, wi
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
 
-from medstream_tools.soak.fixture_scans import FIXTURE_MODEL, synthetic_radiograph
+from medstream_tools.soak.fixture_scans import FIXTURE_MODEL
 from tests.integration.studies_kit import (
     DETERIORATED,
     NORMAL,
@@ -26,6 +25,7 @@ from tests.integration.studies_kit import (
     alerts,
     all_topics,
     instance,
+    radiograph,
     recent_start,
     results,
     wait,
@@ -40,21 +40,10 @@ STUDY, BAD = generate_uid(), generate_uid()
 DX, MR, EMPTY, BAD_SERIES = (generate_uid() for _ in range(4))
 
 
-def radiograph(series: str, seed: int, pixels: bool = True) -> tuple[str, bytes]:
-    """A chest radiograph of STUDY (the fixture rules route it to FIXTURE_MODEL)."""
-    ds = synthetic_radiograph(("PA", "AP")[seed % 2], seed=seed)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = STUDY, series, "pseudo-study"
-    if not pixels:
-        del ds.PixelData
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return str(ds.SOPInstanceUID), buf.getvalue()
-
-
 def study_scans() -> list[tuple[str, bytes]]:
-    scans = [radiograph(DX, seed) for seed in range(5)]
+    scans = [radiograph(STUDY, DX, seed) for seed in range(5)]
     scans += [instance(STUDY, MR, sample="MR_small.dcm") for _ in range(2)]  # skipped
-    return scans + [radiograph(EMPTY, 5, pixels=False)]  # dead letter
+    return scans + [radiograph(STUDY, EMPTY, 5, pixels=False)]  # dead letter
 
 
 def bad_scans() -> list[tuple[str, bytes]]:
@@ -82,7 +71,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
         publish(settings, topics.scans, [(STUDY.encode(), value) for _, value in scans])
         publish(settings, topics.vitals, vitals)
         wait(worker, "both results", lambda: results(studies, STUDY) and results(studies, BAD))
-        late_uid, late = radiograph(DX, 6)
+        late_uid, late = radiograph(STUDY, DX, 6)
         publish(settings, topics.scans, [(STUDY.encode(), late)])
         wait(worker, "the amendment", lambda: len(results(studies, STUDY)) >= 2)
         wait(worker, "raised and cleared", lambda: len(alerts(episode, "pseudo-alert")) >= 2)
