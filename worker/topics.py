@@ -10,6 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from medstream_delivery.settings import DeliveryOptions, DeliverySettings
 from worker.kinds import KINDS, KindSpec, kind_topics
 from worker.settings import Settings
 from worker.studies.topics import study_topic_specs
@@ -17,9 +18,11 @@ from worker.studies.topics import study_topic_specs
 log = logging.getLogger(__name__)
 
 
-def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[NewTopic]:
+def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS,
+                delivery: DeliveryOptions | None = None) -> list[NewTopic]:
     """Each kind's input topic (with its topic configs), predictions, deadletter, and, when
-    enabled, the topics of study results and alerts (worker/studies/topics.py).
+    enabled, the topics of study results and alerts (worker/studies/topics.py) and, given the
+    delivery options, the dead-letter topic of `medstream deliver` (docs/delivery.md).
 
     `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
     letter carries the original value unchanged, so a large bad scan must fit there too.
@@ -33,6 +36,8 @@ def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS) -> list[N
         NewTopic(settings.topic_predictions, partitions, 1),
         NewTopic(settings.topic_deadletter, partitions, 1, topic_configs=large),
         *study_topic_specs(settings),
+        *([NewTopic(delivery.deadletter_topic, partitions, 1)]
+          if delivery is not None and settings.studies.enabled else []),
     ]
 
 
@@ -61,20 +66,21 @@ def create_topics(bootstrap: str, topics: Iterable[NewTopic], timeout_s: float =
     return created
 
 
-def ensure_topics(settings: Settings) -> list[str]:
+def ensure_topics(settings: Settings, delivery: DeliveryOptions | None = None) -> list[str]:
     """Create the topics of `topic_specs` that are missing; returns those created."""
-    return create_topics(settings.kafka_bootstrap, topic_specs(settings))
+    return create_topics(settings.kafka_bootstrap, topic_specs(settings, delivery=delivery))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `medstream topics`: create the medstream topics on MEDSTREAM_KAFKA_BOOTSTRAP."""
+    """Add `medstream topics`: create the medstream topics on MEDSTREAM_KAFKA_BOOTSTRAP (with
+    studies enabled, also `delivery-deadletter`, named by MEDSTREAM_DELIVERY__DEADLETTER_TOPIC)."""
     parser = subparsers.add_parser("topics", help="create the medstream topics (idempotent)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    settings = Settings()
-    created = ensure_topics(settings)
+    settings = DeliverySettings()  # the worker's settings plus the delivery options
+    created = ensure_topics(settings, settings.delivery)
     print(f"created: {', '.join(created)}" if created else "all topics present")
     return 0

@@ -13,6 +13,7 @@ from kafka import KafkaConsumer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medstream_tools.soak.fixture_scans import synthetic_radiograph
 from tests.support.harness import Topics
 from worker.contracts import (
     Alert,
@@ -69,6 +70,19 @@ def instance(study: str, series: str, *, sample: str = "CT_small.dcm",
             delattr(ds, name)
         else:
             setattr(ds, name, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return str(ds.SOPInstanceUID), buf.getvalue()
+
+
+def radiograph(study: str, series: str, seed: int, pixels: bool = True,
+               patient: str = "pseudo-study") -> tuple[str, bytes]:
+    """A synthetic chest radiograph in `study`/`series` (the harness's fixture routing rules
+    route it to their model; real sample CT and MR files are skipped by those rules)."""
+    ds = synthetic_radiograph(("PA", "AP")[seed % 2], seed=seed)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = study, series, patient
+    if not pixels:
+        del ds.PixelData
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return str(ds.SOPInstanceUID), buf.getvalue()

@@ -239,3 +239,32 @@ def test_tool_command_without_its_extra_names_the_extra(installed: Installed,
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "'local' extra" in done.stderr or "medstream[local]" in done.stderr, done.stderr
+
+
+def test_deliver_help_and_its_stack_import_from_the_wheel(installed: Installed,
+                                                          env: dict[str, str]) -> None:
+    """`deliver --help` lists the targets; `deliver fhir` without a base URL imports the whole
+    delivery stack (FHIR, HL7, SR libraries) and stops with one line and status 2."""
+    done = _run(installed, env, "deliver", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "{fhir,hl7,sr}" in done.stdout
+    fhir = _run(installed, {k: v for k, v in env.items() if not k.startswith("MEDSTREAM_FHIR")},
+                "deliver", "fhir")
+    assert fhir.returncode == 2 and "Traceback" not in fhir.stderr, fhir.stderr
+    assert fhir.stderr.startswith("medstream deliver fhir: error:"), fhir.stderr
+
+
+def test_deliver_hl7_serves_health_and_stops_on_sigterm(
+        installed: Installed, env: dict[str, str], topics: set[str],
+        service: Callable[..., subprocess.Popen[str]]) -> None:
+    web = free_port()
+    proc = service({**env, "MEDSTREAM_DELIVERY__WEB_PORT": str(web),
+                    "MEDSTREAM_DELIVERY__STUDIES_TOPIC": env["MEDSTREAM_TOPIC_PREDICTIONS"],
+                    "MEDSTREAM_DELIVERY__ALERTS_TOPIC": env["MEDSTREAM_TOPIC_DEADLETTER"],
+                    "MEDSTREAM_DELIVERY__DEADLETTER_TOPIC": f"{env['MEDSTREAM_APP_ID']}-dlq",
+                    "MEDSTREAM_DELIVERY__GROUP_PREFIX": env["MEDSTREAM_APP_ID"],
+                    "MEDSTREAM_MLLP__PORT": str(free_port())}, "deliver", "hl7")
+    _wait_until(installed, proc, "200 from /health",
+                lambda: _http_status(f"http://127.0.0.1:{web}/health") == 200)
+    assert _http_status(f"http://127.0.0.1:{web}/metrics") == 200
+    _stop(installed, proc)

@@ -1,6 +1,7 @@
 """Study results and vitals alerts end to end: real broker, real Triton, real sample DICOMs.
 
-One worker run: a multi-series study (CT, MR, and an instance without pixel data that is
+One worker run (the harness's fixture routing rules): a multi-series study (chest radiographs
+that are predicted, MR instances that routing skips, a radiograph without pixel data that is
 dead-lettered) gives exactly one final result with the right counts, a late instance exactly
 one amendment; a study with bad input (another patient's instance, a future acquisition time,
 an instance without StudyInstanceUID) is answered for its majority patient, with the anomalies
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
+from medstream_tools.soak.fixture_scans import FIXTURE_MODEL
 from tests.integration.studies_kit import (
     DETERIORATED,
     NORMAL,
@@ -23,6 +25,7 @@ from tests.integration.studies_kit import (
     alerts,
     all_topics,
     instance,
+    radiograph,
     recent_start,
     results,
     wait,
@@ -34,13 +37,13 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 STUDY, BAD = generate_uid(), generate_uid()
-CT, MR, SR, BAD_SERIES = (generate_uid() for _ in range(4))
+DX, MR, EMPTY, BAD_SERIES = (generate_uid() for _ in range(4))
 
 
 def study_scans() -> list[tuple[str, bytes]]:
-    scans = [instance(STUDY, CT) for _ in range(3)]
-    scans += [instance(STUDY, MR, sample="MR_small.dcm") for _ in range(2)]
-    return scans + [instance(STUDY, SR, modality="SR", pixels=False)]  # dead letter
+    scans = [radiograph(STUDY, DX, seed) for seed in range(5)]
+    scans += [instance(STUDY, MR, sample="MR_small.dcm") for _ in range(2)]  # skipped
+    return scans + [radiograph(STUDY, EMPTY, 5, pixels=False)]  # dead letter
 
 
 def bad_scans() -> list[tuple[str, bytes]]:
@@ -68,7 +71,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
         publish(settings, topics.scans, [(STUDY.encode(), value) for _, value in scans])
         publish(settings, topics.vitals, vitals)
         wait(worker, "both results", lambda: results(studies, STUDY) and results(studies, BAD))
-        late_uid, late = instance(STUDY, MR, sample="MR_small.dcm")
+        late_uid, late = radiograph(STUDY, DX, 6)
         publish(settings, topics.scans, [(STUDY.encode(), late)])
         wait(worker, "the amendment", lambda: len(results(studies, STUDY)) >= 2)
         wait(worker, "raised and cleared", lambda: len(alerts(episode, "pseudo-alert")) >= 2)
@@ -85,14 +88,14 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
 
     assert (final.revision, final.status, final.completion, final.complete) == (
         1, "final", "quiet", True)
-    assert final.instances == {"total": 6, "predicted": 5, "skipped": 0, "dead_lettered": 1}
+    assert final.instances == {"total": 8, "predicted": 5, "skipped": 2, "dead_lettered": 1}
     by_series = {s["series_uid"]: s for s in final.series}
-    assert (by_series[CT]["modality"], by_series[CT]["predicted"]) == ("CT", 3)
-    assert (by_series[MR]["modality"], by_series[MR]["predicted"]) == ("MR", 2)
-    assert (by_series[SR]["modality"], by_series[SR]["dead_lettered"]) == ("SR", 1)
-    assert final.reasons["dead_lettered"] == {"no_pixel_data": 1}
+    assert (by_series[DX]["modality"], by_series[DX]["predicted"]) == ("DX", 5)
+    assert (by_series[MR]["modality"], by_series[MR]["skipped"]) == ("MR", 2)
+    assert (by_series[EMPTY]["modality"], by_series[EMPTY]["dead_lettered"]) == ("DX", 1)
+    assert final.reasons == {"skipped": {"rule": 2}, "dead_lettered": {"no_pixel_data": 1}}
     (model,) = final.models
-    assert model["model"] == settings.scan.model and model["instances"] == 5
+    assert model["model"] == FIXTURE_MODEL and model["instances"] == 5
     for label, top in model["top"].items():
         assert len(top) == 5 and {t["sop_uid"] for t in top} == {uid for uid, _ in scans[:5]}
         assert top[0]["probability"] == model["probabilities"][label]["max"]

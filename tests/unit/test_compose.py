@@ -15,6 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from medstream_delivery.settings import DeliverySettings
 from producers.settings import ProducerSettings
 from worker.kinds import default_models
 from worker.settings import LEGACY_NAMES
@@ -39,7 +40,7 @@ def test_compose_file_matches_the_compose_spec(compose: dict) -> None:
 def is_setting(variable: str) -> bool:
     """MEDSTREAM_X is a field, MEDSTREAM_KIND__FIELD a field of a kind's block, or a legacy name."""
     name = variable.removeprefix("MEDSTREAM_").lower()
-    fields = ProducerSettings.model_fields  # a superset of Settings'
+    fields = {**ProducerSettings.model_fields, **DeliverySettings.model_fields}  # both extend Settings
     block, _, field = name.partition("__")
     if field:
         annotation = fields[block].annotation if block in fields else None
@@ -52,6 +53,7 @@ def test_the_setting_check_knows_nested_and_legacy_names() -> None:
     assert is_setting("MEDSTREAM_SCAN__MAX_BATCH") and is_setting("MEDSTREAM_VITALS__TOPIC")
     assert is_setting("MEDSTREAM_SCAN_MAX_BATCH") and is_setting("MEDSTREAM_KAFKA_BOOTSTRAP")
     assert not is_setting("MEDSTREAM_SCAN__NOPE") and not is_setting("MEDSTREAM_KAFKA__X")
+    assert is_setting("MEDSTREAM_FHIR__BASE_URL") and is_setting("MEDSTREAM_DELIVERY__WEB_PORT")
 
 
 def test_every_medstream_variable_is_a_settings_field(compose: dict) -> None:
@@ -120,3 +122,18 @@ def test_medstream_commands_parse(compose: dict) -> None:
     assert len(commands) >= 5
     for command in commands:
         assert callable(parser.parse_args(command[1:]).func), command
+
+
+def test_studies_are_on_and_each_delivery_target_runs_with_probes(compose: dict) -> None:
+    services = compose["services"]
+    assert services["worker"]["environment"]["MEDSTREAM_STUDIES__ENABLED"] == "true"
+    assert services["topics"]["environment"]["MEDSTREAM_STUDIES__ENABLED"] == "true"
+    for target in ("fhir", "hl7", "sr"):
+        service = services[f"deliver-{target}"]
+        assert service["command"] == ["medstream", "deliver", target]
+        env = service["environment"]
+        assert (env["MEDSTREAM_DELIVERY__WEB_HOST"], env["MEDSTREAM_DELIVERY__WEB_PORT"]) == (
+            "0.0.0.0", "6070")
+        assert "127.0.0.1:6070/health" in " ".join(service["healthcheck"]["test"])
+    secret = services["deliver-fhir"]["environment"]["MEDSTREAM_FHIR__BEARER_TOKEN"]
+    assert secret.startswith("${")  # a reference to the host's environment, never a value

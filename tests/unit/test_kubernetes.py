@@ -22,6 +22,7 @@ import yaml
 from runtime_cli import assert_runtime_command
 from test_compose import is_setting, shipped_models
 
+from medstream_delivery.settings import DeliverySettings
 from producers.settings import ProducerSettings
 from worker.kinds import KINDS
 
@@ -142,9 +143,12 @@ def _medstream_containers(resources: list[Resource]) -> list[dict]:
     return [c for c in _containers(resources) if c.get("command", [""])[0] == "medstream"]
 
 
-def _settings(resources: list[Resource], container: dict) -> ProducerSettings:
-    """The settings a container starts with: ConfigMap, then its env (secrets as stand-ins)."""
-    env = dict(_one(resources, "ConfigMap", "medstream-settings")["data"])
+def _settings(resources: list[Resource], container: dict) -> ProducerSettings | DeliverySettings:
+    """The settings a container starts with: its ConfigMaps, then its env (secrets as
+    stand-ins); `medstream deliver` reads DeliverySettings, the others ProducerSettings."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env |= _one(resources, "ConfigMap", source["configMapRef"]["name"])["data"]
     for var in container.get("env", []):
         env[var["name"]] = var.get("value", "secret-stand-in-value")
     with pytest.MonkeyPatch.context() as patch:
@@ -152,7 +156,7 @@ def _settings(resources: list[Resource], container: dict) -> ProducerSettings:
             patch.delenv(name)
         for name, value in env.items():
             patch.setenv(name, value)
-        return ProducerSettings()
+        return DeliverySettings() if container["command"][1] == "deliver" else ProducerSettings()
 
 
 def test_kustomizations_are_all_tested() -> None:
@@ -188,7 +192,8 @@ def test_every_container_has_requests_and_limits(rendered: list[Resource]) -> No
 
 
 def test_every_medstream_variable_is_a_settings_field(rendered: list[Resource]) -> None:
-    used = set(_one(rendered, "ConfigMap", "medstream-settings")["data"]) | {
+    used = set(_one(rendered, "ConfigMap", "medstream-settings")["data"]) | set(
+        _one(rendered, "ConfigMap", "medstream-delivery")["data"]) | {
         var["name"] for c in _containers(rendered) for var in c.get("env", [])}
     assert all(name.startswith("MEDSTREAM_") for name in used)
     assert sorted(n for n in used if not is_setting(n)) == []
@@ -203,7 +208,8 @@ def test_containers_run_runtime_commands_of_the_image(rendered: list[Resource]) 
     containers = _medstream_containers(rendered)
     assert {tuple(c["command"]) for c in containers} == {
         ("medstream", "worker"), ("medstream", "topics"),
-        ("medstream", "receive", "dicom"), ("medstream", "receive", "hl7")}
+        ("medstream", "receive", "dicom"), ("medstream", "receive", "hl7"),
+        *(("medstream", "deliver", target) for target in ("fhir", "hl7", "sr"))}
     for container in containers:
         assert_runtime_command(container["command"])
         assert container["image"].split(":")[0].endswith("medstream")
@@ -212,7 +218,7 @@ def test_containers_run_runtime_commands_of_the_image(rendered: list[Resource]) 
 def test_no_literal_secrets(rendered: list[Resource]) -> None:
     assert "Secret" not in {r["kind"] for r in rendered}
     secret_fields = {name for name, field in ProducerSettings.model_fields.items()
-                     if "SecretStr" in str(field.annotation)}
+                     if "SecretStr" in str(field.annotation)} | {"fhir__bearer_token"}
     for container in _containers(rendered):
         for var in container.get("env", []):
             if var["name"].removeprefix("MEDSTREAM_").lower() in secret_fields:
@@ -303,10 +309,36 @@ def test_service_monitors_scrape_named_service_ports(rendered: list[Resource]) -
             for service in selected:
                 assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
         scraped |= {s["metadata"]["name"] for s in selected}
-    assert {"medstream-worker", "triton"} <= scraped
+    assert {"medstream-worker", "triton", *(f"medstream-deliver-{t}" for t in ("fhir", "hl7", "sr"))
+            } <= scraped
 
 
 def test_pod_disruption_budget_covers_the_worker(rendered: list[Resource]) -> None:
     budget = _one(rendered, "PodDisruptionBudget", "medstream-worker")["spec"]
     worker = _one(rendered, "Deployment", "medstream-worker")["spec"]
     assert budget["selector"] == worker["selector"]
+
+
+def test_delivery_targets_probe_6070_and_studies_feed_them(rendered: list[Resource]) -> None:
+    settings = _one(rendered, "ConfigMap", "medstream-settings")["data"]
+    assert settings["MEDSTREAM_STUDIES__ENABLED"] == "true"
+    for target in ("fhir", "hl7", "sr"):
+        deployment = _one(rendered, "Deployment", f"medstream-deliver-{target}")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["ports"] == [{"name": "http", "containerPort": 6070}]
+        probes = (container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"])
+        assert probes == ({"path": "/health", "port": "http"}, {"path": "/ready", "port": "http"})
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        assert env["MEDSTREAM_DELIVERY__WEB_HOST"] == "0.0.0.0"
+        assert _settings(rendered, container).delivery.web_port == 6070
+
+
+def test_worker_reads_the_routing_rules_from_the_models_volume(rendered: list[Resource]) -> None:
+    settings = _one(rendered, "ConfigMap", "medstream-settings")["data"]
+    pod = _one(rendered, "Deployment", "medstream-worker")["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    mount = next(m for m in worker["volumeMounts"] if m["name"] == "models")
+    assert mount["readOnly"] and settings["MEDSTREAM_ROUTING__RULES"] == (
+        f"{mount['mountPath']}/routing.yaml")
+    volume = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert volume["persistentVolumeClaim"]["claimName"] == "triton-models"

@@ -47,7 +47,8 @@ def scan_skip(skipped: Skipped[ScanMeta], record: InputRecord, produced_at: date
         reason=skipped.reason, rule=skipped.rule, attributes=skipped.attributes,
         event_time=meta.event_time or kafka_time(record), produced_at=produced_at,
         latency_ms=latency_ms(record, produced_at),
-        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid},
+        extra={"study_uid": meta.study_uid, "sop_uid": meta.sop_uid,
+               "series_uid": meta.series_uid, "modality": meta.modality},  # as predictions
     )
 
 

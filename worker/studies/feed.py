@@ -1,6 +1,7 @@
 """The re-keying stage: records of the predictions and dead-letter topics -> state events.
 
-A scan prediction or a scan dead letter becomes a `StudyEvent` keyed by its StudyInstanceUID;
+A scan prediction, a scan skip (medstream.skip/v1, the routing outcome for an instance no model
+is meant for) or a scan dead letter becomes a `StudyEvent` keyed by its StudyInstanceUID;
 a vitals prediction becomes a `RiskEvent` keyed by the patient pseudonym. A dead letter carries
 the original scan bytes: its identifiers are read from the DICOM header (no pixel data) or the
 claim-check envelope. Records that cannot be attributed (no StudyInstanceUID, undecodable)
@@ -19,8 +20,9 @@ from worker.contracts import (
     InputRecord,
     Prediction,
     RiskEvent,
+    Skip,
     StudyEvent,
-    decode_prediction,
+    decode_output,
     decode_scan_envelope,
     is_dicom,
     looks_like_json,
@@ -49,11 +51,14 @@ def _text(value: object) -> str | None:
 
 
 def from_prediction(record: InputRecord) -> StudyEvent | RiskEvent | Unattributed:
-    """A scan prediction -> StudyEvent; a vitals prediction -> RiskEvent."""
+    """A scan prediction -> StudyEvent (predicted); a scan skip -> StudyEvent (skipped, reason =
+    the skip reason); a vitals prediction -> RiskEvent."""
     try:
-        pred = decode_prediction(record.value)
+        pred = decode_output(record.value)
     except PoisonMessage:
         return Unattributed.UNDECODABLE
+    if isinstance(pred, Skip):
+        return _skipped(pred, record)
     if pred.kind == "vitals" and pred.patient_id is not None:
         return _risk(pred)
     if pred.kind != "scan":
@@ -68,6 +73,19 @@ def from_prediction(record: InputRecord) -> StudyEvent | RiskEvent | Unattribute
         patient_id=pred.patient_id, event_time=pred.event_time, model=pred.model,
         model_version=pred.model_version,
         probabilities=probabilities if isinstance(probabilities, dict) else {})
+
+
+def _skipped(skip: Skip, record: InputRecord) -> StudyEvent | Unattributed:
+    if skip.kind != "scan":
+        return Unattributed.OTHER_KIND
+    study, sop = _text(skip.extra.get("study_uid")), _text(skip.extra.get("sop_uid"))
+    if study is None or sop is None:
+        return Unattributed.MISSING_STUDY_UID
+    modality = _text(skip.extra.get("modality")) or _text(skip.attributes.get("Modality"))
+    return StudyEvent(
+        study_uid=study, sop_uid=sop, outcome="skipped", seen_at=_seen(record),
+        series_uid=_text(skip.extra.get("series_uid")), modality=modality,
+        patient_id=skip.patient_id, event_time=skip.event_time, reason=skip.reason.value)
 
 
 def _risk(pred: Prediction) -> RiskEvent | Unattributed:
