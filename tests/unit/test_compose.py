@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from medstream_delivery.settings import DeliverySettings
 from producers.settings import ProducerSettings
-from worker.kinds import default_models
-from worker.settings import LEGACY_NAMES
+from worker.kinds import KINDS, default_models
+from worker.settings import LEGACY_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,18 +86,25 @@ def shipped_models() -> set[str]:
     return {p.parent.name for p in (ROOT / "triton_models").glob("*/config.pbtxt")} - generated
 
 
-def test_triton_loads_every_model_of_the_repository(compose: dict) -> None:
+def served_models() -> set[str]:
+    """What a deployment's Triton must load: the shipped models and every model the shipped
+    routing rules route to (the imported ones are built into the model volume by
+    `medstream models build`, docs/deployment.md)."""
+    settings = Settings(_env_file=None, routing={"rules": ROOT / "triton_models" / "routing.yaml"})
+    return shipped_models() | {m for spec in KINDS for m in spec.models(settings)}
+
+
+def test_triton_loads_every_model_of_the_repository_and_the_rules(compose: dict) -> None:
     command = compose["services"]["triton"]["command"]
     loaded = {arg.split("=", 1)[1] for arg in command if arg.startswith("--load-model=")}
-    models = shipped_models()
     assert "--model-control-mode=explicit" in command
-    assert loaded == models
+    assert loaded == served_models()
 
 
 def test_triton_loads_the_models_of_the_registered_kinds(compose: dict) -> None:
     command = compose["services"]["triton"]["command"]
     loaded = {arg.split("=", 1)[1] for arg in command if arg.startswith("--load-model=")}
-    assert loaded == set(default_models())
+    assert set(default_models()) <= loaded
 
 
 def test_prometheus_scrape_targets_are_compose_services(compose: dict) -> None:

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from runtime_cli import assert_runtime_command
-from test_compose import is_setting, shipped_models
+from test_compose import is_setting, served_models
 
 from medstream_delivery.settings import DeliverySettings
 from producers.settings import ProducerSettings
@@ -260,7 +260,7 @@ def test_triton_serves_every_model_from_a_volume(rendered: list[Resource]) -> No
     pod = _one(rendered, "Deployment", "triton")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     loaded = {a.split("=", 1)[1] for a in container["args"] if a.startswith("--load-model=")}
-    assert loaded == shipped_models()
+    assert loaded == served_models()
     assert "--model-control-mode=explicit" in container["args"]
     (models,) = [v for v in pod["volumes"] if v["name"] == "models"]
     assert "persistentVolumeClaim" in models
