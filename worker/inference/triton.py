@@ -9,6 +9,7 @@ maps gRPC failures to PoisonMessage (INVALID_ARGUMENT: this input) or RetryableI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -109,14 +110,29 @@ class TritonBackend:
         """Create the long-lived client on the running event loop (no network round trip)."""
         self._require()
 
-    async def start(self, specs: list[ModelSpec]) -> dict[str, ModelInfo]:
-        """Connect and check the server and every model; ConfigurationError when unusable."""
+    async def start(self, specs: list[ModelSpec], *,
+                    ready_wait_s: float = 0.0) -> dict[str, ModelInfo]:
+        """Connect and check the server and every model; ConfigurationError when unusable.
+
+        A live server that is not ready (loading or unloading a model: strict readiness) is
+        polled for up to `ready_wait_s` before that counts as unusable.
+        """
         await self.connect()
         try:
+            await self._wait_ready(ready_wait_s)
             return await self._check(specs)
         except BaseException:
             await self.stop()
             raise
+
+    async def _wait_ready(self, wait_s: float) -> None:
+        client, loop = self._require(), asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while loop.time() < deadline:
+            with contextlib.suppress(Exception):  # not up yet: `_check` names what is wrong
+                if await client.is_server_ready(client_timeout=self._timeout_s):
+                    return
+            await asyncio.sleep(0.5)
 
     async def _check(self, specs: list[ModelSpec]) -> dict[str, ModelInfo]:
         client = self._require()
