@@ -71,7 +71,8 @@ def render_config(
         f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
         + tensors("input", inputs)
         + tensors("output", outputs)
-        + f"dynamic_batching {{\n  max_queue_delay_microseconds: {QUEUE_DELAY_US}\n}}\n"
+        + f"dynamic_batching {{\n  max_queue_delay_microseconds: {QUEUE_DELAY_US}\n"
+        + "  priority_levels: 2\n  default_priority_level: 2\n}\n"  # STAT lanes: docs/lanes.md
         + params
     )
 

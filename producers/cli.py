@@ -42,6 +42,8 @@ def _add_common(parser: argparse.ArgumentParser, metrics_help: str) -> None:
         "--bootstrap", dest="set_kafka_bootstrap", metavar="BOOTSTRAP", help="Kafka HOST:PORT"
     )
     parser.add_argument("--metrics-port", type=int, help=metrics_help)
+    parser.add_argument("--priority", dest="set_priority", choices=("auto", "stat", "routine"),
+                        help="lane to publish to (default auto: from the event, docs/lanes.md)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics, serve_metrics
+from producers.priority import Priority, publish_topic
 from producers.publisher import Publisher
 from producers.settings import ProducerSettings
 from worker.errors import ConfigurationError
@@ -133,7 +134,7 @@ def produce_vitals(args: argparse.Namespace) -> int:
             series,
             publisher,
             metrics,
-            topic=settings.vitals.topic,
+            topic=publish_topic(settings, settings.vitals, Priority(), lambda: None),
             source=source,
             pseudonyms=pseudonyms,
             window_len=settings.window_len,

@@ -17,6 +17,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from producers.claimcheck import ClaimCheckStore
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics
+from producers.priority import publish_topic
 from producers.publisher import Publisher, PublishFailed
 from producers.scan_events import build_scan_event, decodable_syntax
 from producers.settings import ProducerSettings
@@ -54,6 +55,7 @@ class StoreHandler:
                 pseudonyms=self.pseudonyms,
                 max_message_bytes=self.settings.max_message_bytes,
                 store=self._store,
+                rules=self.settings.lanes.stat_rules,
             )
         except PoisonMessage as exc:
             self.metrics.rejected.labels(SOURCE, exc.reason).inc()
@@ -64,14 +66,16 @@ class StoreHandler:
             log.warning("C-STORE from %s rejected: %s", _calling_ae(event), type(exc).__name__)
             return CANNOT_UNDERSTAND
         try:
-            self.publisher.publish(self.settings.scan.topic, scan.key, scan.value, scan.headers)
+            topic = publish_topic(self.settings, self.settings.scan, scan.priority,
+                                  self.metrics.unknown_priority.labels(SOURCE).inc)
+            self.publisher.publish(topic, scan.key, scan.value, scan.headers)
         except PublishFailed as exc:
             self.metrics.failed.labels(SOURCE).inc()
             log.error("C-STORE from %s not acknowledged by Kafka: %s", _calling_ae(event), exc)
             return OUT_OF_RESOURCES
         if scan.claim_checked:
             self.metrics.claim_checks.labels(SOURCE).inc()
-        self.metrics.published.labels(SOURCE, self.settings.scan.topic).inc()
+        self.metrics.published.labels(SOURCE, topic).inc()
         return SUCCESS
 
     def on_rejected(self, event: evt.Event) -> None:

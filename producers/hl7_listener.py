@@ -23,6 +23,7 @@ from producers.deid.pseudonym import Pseudonymizer
 from producers.hl7_parse import ERR_APPLICATION, Hl7Reject, build_ack, parse_oru
 from producers.hl7_windows import PatientWindows
 from producers.metrics import ProducerMetrics
+from producers.priority import hl7_priority, publish_topic
 from producers.publisher import Publisher, PublishFailed
 from producers.settings import ProducerSettings
 from producers.vitals_windows import encode_window
@@ -82,9 +83,11 @@ class Hl7Receiver:
         # a re-sent message (same patient and MSH-10) gets the same event id
         digest = hashlib.sha256(f"{patient}\x00{message.control_id}".encode()).hexdigest()
         event = "hl7-" + digest[:32]
+        topic = publish_topic(self.settings, self.settings.vitals, hl7_priority(text),
+                              self.metrics.unknown_priority.labels(SOURCE).inc)
         try:
             self.publisher.publish(
-                self.settings.vitals.topic,
+                topic,
                 patient.encode(),
                 encode_window(window, event),
                 [("content-type", b"application/json")],
@@ -97,7 +100,7 @@ class Hl7Receiver:
                 "not stored, retry later: Kafka did not acknowledge",
                 ERR_APPLICATION,
             ) from exc
-        self.metrics.published.labels(SOURCE, self.settings.vitals.topic).inc()
+        self.metrics.published.labels(SOURCE, topic).inc()
 
 
 async def serve(receiver: Hl7Receiver, stop: asyncio.Event) -> None:

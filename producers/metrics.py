@@ -24,6 +24,7 @@ class ProducerMetrics:
     failed: Counter
     claim_checks: Counter
     responses: Counter
+    unknown_priority: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProducerMetrics:
@@ -63,6 +64,12 @@ class ProducerMetrics:
                 "medstream_receiver_responses_total",
                 "Responses sent by receivers (DICOM status / HL7 ACK code)",
                 ["source", "status"],
+                registry=registry,
+            ),
+            unknown_priority=Counter(
+                "medstream_producer_unknown_priority",
+                "Events whose priority value is unknown, published as routine (docs/lanes.md)",
+                ["source"],
                 registry=registry,
             ),
         )

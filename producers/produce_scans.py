@@ -10,6 +10,7 @@ from producers.claimcheck import ClaimCheckStore
 from producers.deid.pseudonym import Pseudonymizer
 from producers.metrics import ProducerMetrics
 from producers.pacing import Pacer
+from producers.priority import publish_topic
 from producers.progress import Progress, Tally, delivery_callback, publishing
 from producers.publisher import Publisher
 from producers.scan_events import build_scan_event
@@ -40,9 +41,8 @@ def produce_scans(
     tally, pacer = Tally(), Pacer(rate)
     progress = progress or Progress("scans")
     store = ClaimCheckStore(settings.claim_check_dir)
-    topic = settings.scan.topic
-
-    done = delivery_callback(tally, metrics, SOURCE, topic)
+    dones = {t: delivery_callback(tally, metrics, SOURCE, t)
+             for t in filter(None, (settings.scan.topic, settings.scan.stat_topic))}
     rounds = itertools.count() if loop else range(1)
     with publishing(tally, publisher, progress):
         for _ in rounds:
@@ -60,6 +60,7 @@ def produce_scans(
                         pseudonyms=pseudonyms,
                         max_message_bytes=settings.max_message_bytes,
                         store=store,
+                        rules=settings.lanes.stat_rules,
                     )
                 except PoisonMessage as exc:
                     _reject(tally, metrics, progress, name, exc.reason, str(exc))
@@ -71,7 +72,9 @@ def produce_scans(
                 if event.claim_checked:
                     tally.add("claim_checked")
                     metrics.claim_checks.labels(SOURCE).inc()
-                publisher.send(topic, event.key, event.value, event.headers, on_done=done)
+                topic = publish_topic(settings, settings.scan, event.priority,
+                                      metrics.unknown_priority.labels(SOURCE).inc)
+                publisher.send(topic, event.key, event.value, event.headers, on_done=dones[topic])
                 progress.update(tally)
     return tally
 

@@ -8,6 +8,7 @@ An instance without a patient identifier carries the header `patient-identity: u
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pydicom
@@ -20,6 +21,7 @@ from pydicom.uid import UID
 from producers.claimcheck import ClaimCheckStore, envelope
 from producers.deid.dicom import BurnedInAnnotation, deidentify
 from producers.deid.pseudonym import UNKNOWN_PATIENT, Pseudonymizer
+from producers.priority import ROUTINE_PRIORITY, Priority, dicom_priority
 from producers.publisher import Headers
 from worker.errors import DeadLetterReason, PoisonMessage
 
@@ -35,6 +37,7 @@ class ScanEvent:
     value: bytes
     headers: Headers
     claim_checked: bool
+    priority: Priority = ROUTINE_PRIORITY  # the lane the dataset asks for (producers/priority.py)
 
 
 def read_dicom(data: bytes) -> Dataset:
@@ -102,13 +105,15 @@ def build_scan_event(
     pseudonyms: Pseudonymizer | None,
     max_message_bytes: int,
     store: ClaimCheckStore,
+    rules: Sequence[Mapping[str, str]] = (),
 ) -> ScanEvent:
     """Validate, de-identify (when `pseudonyms` is given) and wrap one DICOM file.
 
     Files larger than `max_message_bytes` are written to `store` and sent as an envelope.
-    Raises PoisonMessage for unusable input.
+    Raises PoisonMessage for unusable input. `rules`: the STAT rules (docs/lanes.md).
     """
     ds = read_dicom(data)
+    priority = dicom_priority(ds, rules)
     if pseudonyms is not None:
         try:
             ds = deidentify(ds, pseudonyms)
@@ -121,7 +126,7 @@ def build_scan_event(
         headers.append(("patient-identity", b"unknown"))
     if len(data) + _ENVELOPE_HEADROOM <= max_message_bytes:
         headers.append(("content-type", b"application/dicom"))
-        return ScanEvent(sop_uid, study_uid.encode(), data, headers, claim_checked=False)
+        return ScanEvent(sop_uid, study_uid.encode(), data, headers, False, priority)
     uri = store.put(sop_uid, data)
     value = envelope(
         event_id=sop_uid,
@@ -134,4 +139,4 @@ def build_scan_event(
         modality=str(ds.get("Modality", "")),
     )
     headers.append(("content-type", b"application/json"))
-    return ScanEvent(sop_uid, study_uid.encode(), value, headers, claim_checked=True)
+    return ScanEvent(sop_uid, study_uid.encode(), value, headers, True, priority)

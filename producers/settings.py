@@ -6,6 +6,7 @@ Built once in the entry point from the environment (prefix `MEDSTREAM_`) and pas
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -28,6 +29,9 @@ class ProducerSettings(Settings):
 
     # Claim-check store for scans larger than the broker's message limit (a local folder)
     claim_check_dir: Path = Path(".medstream/claim-check")
+
+    # STAT lanes (docs/lanes.md): auto = from the event's priority and MEDSTREAM_LANES__STAT_RULES
+    priority: Literal["auto", "stat", "routine"] = "auto"
 
     # DICOM C-STORE SCP
     dicom_host: str = "127.0.0.1"

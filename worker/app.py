@@ -10,8 +10,9 @@ probe readiness (Triton, models, broker), the event loop's lag and the consumer 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import faust
@@ -20,7 +21,9 @@ from threadpoolctl import threadpool_limits
 from worker.inference.protocol import ModelInfo
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
 from worker.inference.triton import TritonBackend
-from worker.kinds import KINDS, KindSpec, input_topics
+from worker.kinds import KINDS, KindSpec, input_topics, lane_topic
+from worker.lanes import ROUTINE, process_lane, request_priority
+from worker.lanes.stream import LaneStream
 from worker.metrics import Metrics
 from worker.probes import (
     LAG_INTERVAL_S,
@@ -93,8 +96,12 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
     app = _faust_app(settings)
     readiness = Readiness(metrics)
     triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                           metrics=metrics, channel=triton_grpc_security(settings))
-    sources = input_topics(settings, kinds)  # model -> input topic
+                           metrics=metrics, channel=triton_grpc_security(settings),
+                           priority=request_priority(settings))
+    lane = process_lane(settings)  # this process serves one lane (docs/lanes.md)
+    topics = {spec.name: t for spec in kinds if (t := lane_topic(settings, spec, lane))}
+    kinds = [spec for spec in kinds if spec.name in topics]  # those with this lane
+    sources = input_topics(settings, kinds, lane)  # model -> input topic of this lane
 
     def partitions_of(model: str) -> set[Any]:
         return {tp for tp in app.consumer.assignment() if tp.topic == sources.get(model)}
@@ -130,10 +137,14 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
                              max_inflight=settings.triton_max_inflight,
                              max_request_bytes=settings.producer_max_request_size)
         servers.append(server)
-        _add_agent(app, server, block)
+        in_lane = partial(LaneStream, kind=spec.name, lane=lane, metrics=metrics,
+                          weight=settings.lanes.stat_weight)
+        _add_agent(app, server, block, topics[spec.name], in_lane)
     metrics.preinitialise((s.kind.name, model) for s in servers for model in s.kind.models)
     metrics.preinitialise_skips(s.kind.name for s in servers if s.kind.skip is not None)
-    attach_studies(app, settings, metrics)  # study results and vitals alerts (when enabled)
+    metrics.preinitialise_lane(lane, (s.kind.name for s in servers))
+    if lane == ROUTINE:  # study results and vitals alerts (when enabled) see both lanes' outcomes
+        attach_studies(app, settings, metrics)
 
     async def kafka_ready() -> bool:
         # faust's aiokafka producer (private attribute): its client carries the TLS/SASL settings
@@ -172,19 +183,23 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
     @app.timer(interval=LAG_INTERVAL_S)
     async def consumer_lag() -> None:
         await lag.report()
+        for name, topic in topics.items():
+            metrics.lane_lag.labels(name, lane).set(
+                sum(n for (t, _), n in lag.behind.items() if t == topic))
 
     register_views(app, metrics, readiness, loop)
     return app
 
 
-def _add_agent(app: faust.App, server: BatchServer, block: KindSettings) -> None:
-    """One agent (one actor) per kind on its topic, serving up to `concurrency` batches at once;
-    batches are capped at the largest max_batch_size of the kind's models."""
+def _add_agent(app: faust.App, server: BatchServer, block: KindSettings, topic: str,
+               in_lane: Callable[[Any], LaneStream]) -> None:
+    """One agent (one actor) per kind on its lane's topic, serving up to `concurrency` batches
+    at once; batches are capped at the largest max_batch_size of the kind's models."""
     max_batch = min(block.max_batch, server.kind.max_batch_size)
 
     async def agent(stream: Any) -> None:
-        await serve_stream(stream, server, max_batch, block.within_s,
+        await serve_stream(in_lane(stream), server, max_batch, block.within_s,
                            concurrency=block.concurrency)
 
     agent.__name__ = agent.__qualname__ = f"{server.kind.name}_agent"
-    app.agent(app.topic(block.topic), name=f"medstream.{server.kind.name}")(agent)
+    app.agent(app.topic(topic), name=f"medstream.{server.kind.name}")(agent)

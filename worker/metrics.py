@@ -1,9 +1,8 @@
 """Prometheus metrics of the worker, built against an injected registry (base units).
 
-Labels are bounded: `kind` in {scan, vitals}, `model` = Triton model name, `reason` = a
-`DeadLetterReason` value (a `SkipReason` one for skips), `code` = gRPC status name, `channel` = a
-vitals channel name. Never a
-patient or event identifier.
+Labels are bounded: `kind` in {scan, vitals}, `lane` in {stat, routine}, `model` = Triton model
+name, `reason` = a `DeadLetterReason` value (a `SkipReason` one for skips), `code` = gRPC status
+name, `channel` = a vitals channel name. Never a patient or event identifier.
 """
 
 from __future__ import annotations
@@ -42,6 +41,11 @@ class Metrics:
     consumer_lag: Gauge
     ready: Gauge
     circuit_open: Gauge
+    # STAT lanes (docs/lanes.md): `lane` in {stat, routine}; each process serves one lane
+    lane_records: Counter
+    lane_end_to_end_seconds: Histogram
+    lane_lag: Gauge
+    lane_throttled_seconds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -105,6 +109,22 @@ class Metrics:
                 p + "circuit_open", "1 while the Triton circuit breaker is open", ["model"],
                 registry=reg,
             ),
+            lane_records=Counter(
+                p + "lane_records", "Input records served and acked, per lane", ["kind", "lane"],
+                registry=reg,
+            ),
+            lane_end_to_end_seconds=Histogram(
+                p + "lane_end_to_end_seconds", "Kafka timestamp of the input to its ack, per lane",
+                ["kind", "lane"], buckets=E2E_BUCKETS, registry=reg,
+            ),
+            lane_lag=Gauge(
+                p + "lane_lag", "Messages behind the high watermark, per lane", ["kind", "lane"],
+                registry=reg,
+            ),
+            lane_throttled_seconds=Counter(
+                p + "lane_throttled_seconds", "Time the STAT worker yielded to routine work "
+                "(its duty cycle cap, MEDSTREAM_LANES__STAT_WEIGHT)", ["kind"], registry=reg,
+            ),
         )
 
     def preinitialise(self, served: Iterable[tuple[str, str]]) -> None:
@@ -132,3 +152,11 @@ class Metrics:
         for kind in kinds:
             for reason in SkipReason:
                 self.skipped.labels(kind, reason.value)
+
+    def preinitialise_lane(self, lane: str, kinds: Iterable[str]) -> None:
+        """Export the lane series of each kind this process serves at zero from start-up."""
+        for kind in kinds:
+            self.lane_records.labels(kind, lane)
+            self.lane_end_to_end_seconds.labels(kind, lane)
+            self.lane_lag.labels(kind, lane).set(0)
+            self.lane_throttled_seconds.labels(kind)

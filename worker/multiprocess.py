@@ -1,8 +1,10 @@
-"""`medstream worker --processes N`: N worker processes in one consumer group, one command.
+"""`medstream worker [--processes N]`: the worker processes of one deployment, one command.
 
-The supervisor starts N copies of `medstream worker` (each a complete worker: its own start-up
-checks, faust app, Triton client and decode threads), with web ports `MEDSTREAM_WEB_PORT` +
-0..N-1 and worker ids `<worker id>-0..N-1`; partitions are shared among them by the group.
+The supervisor starts N routine workers (each a complete worker: its own start-up checks,
+faust app, Triton client and decode threads) in one consumer group, with web ports
+`MEDSTREAM_WEB_PORT` + 0..N-1 and worker ids `<worker id>-0..N-1`; partitions are shared among
+them by the group. With STAT lanes on (docs/lanes.md) it also starts one STAT worker: consumer
+group `<app id>-stat`, web port `MEDSTREAM_WEB_PORT` + N, worker id `<worker id>-stat`.
 SIGTERM/SIGINT are forwarded to every child. When one child exits (a fail-stop, a start-up
 failure), the others are stopped and the supervisor exits with that child's code, so that
 the orchestrator restarts the whole set; the group re-delivers whatever was not committed.
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
+from worker.lanes import ROUTINE, STAT, STAT_APP_SUFFIX
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,11 +29,17 @@ STOP_TIMEOUT_S = 30.0  # grace for the children after the first exits, before SI
 _POLL_S = 0.2
 
 
-def child_environments(settings: Settings, count: int,
-                       base: Mapping[str, str]) -> list[dict[str, str]]:
-    """The environment of each child: distinct web port and worker id, the rest inherited."""
-    return [{**base, "MEDSTREAM_WEB_PORT": str(settings.web_port + index),
-             "MEDSTREAM_WORKER_ID": f"{settings.worker_id}-{index}"} for index in range(count)]
+def child_environments(settings: Settings, count: int, base: Mapping[str, str],
+                       stat: bool = False) -> list[dict[str, str]]:
+    """The environment of each child: its lane, distinct web port and worker id (and the STAT
+    worker's own app id), the rest inherited."""
+    routine = [{**base, "MEDSTREAM_LANES__PROCESS": ROUTINE,
+                "MEDSTREAM_WEB_PORT": str(settings.web_port + index),
+                "MEDSTREAM_WORKER_ID": f"{settings.worker_id}-{index}"} for index in range(count)]
+    return routine + ([{**base, "MEDSTREAM_LANES__PROCESS": STAT,
+                        "MEDSTREAM_APP_ID": settings.app_id + STAT_APP_SUFFIX,
+                        "MEDSTREAM_WEB_PORT": str(settings.web_port + count),
+                        "MEDSTREAM_WORKER_ID": f"{settings.worker_id}-{STAT}"}] if stat else [])
 
 
 def child_command(log_level: str) -> list[str]:
@@ -44,15 +53,17 @@ def _stop(children: Sequence[subprocess.Popen], sig: int) -> None:
             child.send_signal(sig)
 
 
-def supervise(settings: Settings, count: int, log_level: str = "INFO") -> int:
-    """Run `count` workers until one exits or a stop signal arrives; their exit code."""
-    if settings.web_port + count - 1 > 65535:
-        log.error("web ports %d..%d do not fit", settings.web_port, settings.web_port + count - 1)
+def supervise(settings: Settings, count: int, log_level: str = "INFO", stat: bool = False) -> int:
+    """Run `count` routine workers (and the STAT worker when `stat`) until one exits or a stop
+    signal arrives; their exit code."""
+    last = settings.web_port + count - (0 if stat else 1)
+    if last > 65535:
+        log.error("web ports %d..%d do not fit", settings.web_port, last)
         return 2
     children = [subprocess.Popen(child_command(log_level), env=env)
-                for env in child_environments(settings, count, os.environ)]
-    log.info("started %d worker processes (web ports %d..%d)", count, settings.web_port,
-             settings.web_port + count - 1)
+                for env in child_environments(settings, count, os.environ, stat)]
+    log.info("started %d routine worker process(es)%s (web ports %d..%d)", count,
+             " and the STAT worker" if stat else "", settings.web_port, last)
     stopping: list[int] = []
 
     def forward(signum: int, frame: object) -> None:

@@ -137,6 +137,7 @@ class LagReporter:
         self._served = served
         self._timeout_s = timeout_s
         self._reported: set[Partition] = set()
+        self.behind: dict[Partition, int] = {}  # the last lag reported per partition
 
     async def report(self) -> None:
         """One update of the gauge; never raises (a rebalance may revoke partitions meanwhile)."""
@@ -160,8 +161,10 @@ class LagReporter:
             if behind is not None:
                 self._gauge.labels(key[0], str(key[1])).set(behind)
                 self._reported.add(key)
+                self.behind[key] = behind
         for key in self._reported - assigned.keys():
             self._gauge.remove(key[0], str(key[1]))
+            self.behind.pop(key, None)
         self._reported &= assigned.keys()
 
     async def _ask(self, answer: Awaitable[int | None]) -> int | None:

@@ -5,7 +5,9 @@ rules are unusable (naming the line) or route to a model Triton does not serve o
 declaration does not allow the rule, Triton is not live/ready, a model is missing, its
 tensors differ from what the worker sends, a test inference on zeros fails or a kind's own
 check fails (an image model's input format and labels), or Kafka is unreachable or lacks the
-topics. `serve(settings, kinds)` runs a worker for any kinds.
+topics (the STAT topics too while lanes are on, docs/lanes.md). With lanes on or
+`--processes N`, `medstream worker` supervises routine and STAT worker processes
+(worker/multiprocess.py); `serve(settings, kinds)` runs one worker for any kinds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 import faust
@@ -25,7 +28,8 @@ from worker.app import create_app
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
-from worker.kinds import KINDS, KindSpec, input_topics, kind_topics
+from worker.kinds import KINDS, KindSpec, input_topics, kind_topics, stat_topics
+from worker.lanes import ROUTINE, process_lane
 from worker.metrics import Metrics
 from worker.multiprocess import supervise
 from worker.routing import Route, RuleSet, check_rules
@@ -135,14 +139,20 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         log.error("invalid settings:\n%s", exc)
         return EXIT_CONFIG
-    if getattr(args, "processes", 1) > 1:
-        return supervise(settings, args.processes, args.log_level)
+    processes = getattr(args, "processes", 1)
+    stat = bool(stat_topics(settings, KINDS))  # lanes on and a kind with a STAT topic
+    if settings.lanes.process == "auto" and (processes > 1 or stat):
+        return supervise(settings, processes, args.log_level, stat=stat)
     return serve(settings, KINDS, args.log_level)
 
 
 def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info") -> int:
-    """Check Triton and Kafka for `kinds`, then run the faust worker until it stops."""
+    """Check Triton and Kafka for `kinds`, then run the faust worker (of this process' lane,
+    docs/lanes.md) until it stops."""
     try:
+        if not input_topics(settings, kinds, process_lane(settings)):
+            raise ConfigurationError("the STAT worker has no kind with a STAT topic (set "
+                                     "MEDSTREAM_<KIND>__STAT_TOPIC, or MEDSTREAM_LANES__ENABLED)")
         models = asyncio.run(check_triton(settings, kinds))
         check_kafka(settings, kinds)
     except ConfigurationError as exc:
@@ -156,6 +166,8 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
             rules = kind.routing(settings)
             log.info("%s routing: %d rules from %s to %s", kind.name, len(rules.rules),
                      rules.source, ", ".join(rules.models))
+    if process_lane(settings) == ROUTINE and settings.lanes.routine_nice:
+        os.nice(settings.lanes.routine_nice)  # a STAT batch gets a CPU first (docs/lanes.md)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     quiet_pydicom()
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built
@@ -170,5 +182,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `worker` sub-command."""
     parser = subparsers.add_parser("worker", help="run the streaming inference worker")
     parser.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="run N worker processes in one consumer group (worker/multiprocess.py)")
+                        help="run N routine worker processes in one consumer group, besides the "
+                             "STAT worker (worker/multiprocess.py, docs/lanes.md)")
     parser.set_defaults(func=run)

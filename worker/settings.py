@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from worker.lanes.settings import LaneSettings
+
 MIB = 1024 * 1024
 
 
@@ -49,6 +51,8 @@ class KindSettings(BaseModel):
     # (docs/benchmarks.md).
     concurrency: int = Field(1, ge=1, le=16)
     max_bytes: int = Field(MIB, ge=256)  # input limit, checked before decoding (-> dead letter)
+    # The kind's STAT lane (docs/lanes.md), served by the STAT process; None: routine only
+    stat_topic: str | None = Field(None, min_length=1)
 
 
 class ScanSettings(KindSettings):
@@ -164,9 +168,11 @@ class Settings(BaseSettings):
 
     # Input kinds (worker/kinds/): one nested block each, MEDSTREAM_<KIND>__<FIELD>
     scan: ScanSettings = ScanSettings(topic="scans", model="scan_cnn", max_batch=32,
-                                      within_s=0.05, max_bytes=10 * MIB)
+                                      within_s=0.05, max_bytes=10 * MIB,
+                                      stat_topic="scans.stat")
     vitals: KindSettings = KindSettings(topic="vitals", model="vitals_lstm", max_batch=64,
-                                        within_s=0.02, max_bytes=MIB)
+                                        within_s=0.02, max_bytes=MIB, stat_topic="vitals.stat")
+    lanes: LaneSettings = LaneSettings()  # STAT lanes
     studies: StudySettings = StudySettings()  # study results and vitals alerts
     routing: RoutingSettings = RoutingSettings()  # which model serves each scan
 

@@ -11,7 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from medstream_delivery.settings import DeliveryOptions, DeliverySettings
-from worker.kinds import KINDS, KindSpec, kind_topics
+from worker.kinds import KINDS, KindSpec, kind_topics, stat_topics
 from worker.settings import Settings
 from worker.studies.topics import study_topic_specs
 
@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS,
                 delivery: DeliveryOptions | None = None) -> list[NewTopic]:
-    """Each kind's input topic (with its topic configs), predictions, deadletter, and, when
-    enabled, the topics of study results and alerts (worker/studies/topics.py) and, given the
-    delivery options, the dead-letter topic of `medstream deliver` (docs/delivery.md).
+    """Each kind's input topic and, with lanes on, its STAT topic (both with the kind's topic
+    configs), predictions, deadletter, and, when enabled, the topics of study results and alerts
+    (worker/studies/topics.py) and, given the delivery options, the dead-letter topic of
+    `medstream deliver` (docs/delivery.md).
 
     `scans` accepts messages up to settings.max_message_bytes, and so does `deadletter`: a dead
     letter carries the original value unchanged, so a large bad scan must fit there too.
@@ -31,8 +32,9 @@ def topic_specs(settings: Settings, kinds: Sequence[KindSpec] = KINDS,
     large = {"max.message.bytes": str(settings.max_message_bytes)}
     kind_topics(settings, kinds)  # ConfigurationError when kinds share a topic
     return [
-        *(NewTopic(kind.settings(settings).topic, partitions, 1,
-                   topic_configs=kind.topic_configs(settings)) for kind in kinds),
+        *(NewTopic(topic, partitions, 1, topic_configs=kind.topic_configs(settings))
+          for kind in kinds for topic in (kind.settings(settings).topic,
+                                          *stat_topics(settings, [kind]))),
         NewTopic(settings.topic_predictions, partitions, 1),
         NewTopic(settings.topic_deadletter, partitions, 1, topic_configs=large),
         *study_topic_specs(settings),

@@ -112,6 +112,7 @@ class WorkerProcess:
             "MEDSTREAM_TOPIC_VITALS": self.topics.vitals,
             "MEDSTREAM_TOPIC_PREDICTIONS": self.topics.predictions,
             "MEDSTREAM_TOPIC_DEADLETTER": self.topics.deadletter,
+            "MEDSTREAM_LANES__ENABLED": "false",  # the routine path; `bench --stat` turns them on
             **self.extra_env,
         })
         command = [*self.command, *(["--processes", str(self.processes)]

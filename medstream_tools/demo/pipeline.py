@@ -98,6 +98,7 @@ def start_worker(settings: Settings, topics: dict[str, str], log_path: Path) -> 
                 "MEDSTREAM_WEB_HOST": settings.web_host, "MEDSTREAM_WEB_PORT": str(settings.web_port),
                 "MEDSTREAM_STATE_DIR": str(settings.state_dir)})
     env["MEDSTREAM_APP_ID"] = f"medstream-demo-{uuid.uuid4().hex[:8]}"
+    env["MEDSTREAM_LANES__ENABLED"] = "false"  # one worker on this run's topics (docs/lanes.md)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

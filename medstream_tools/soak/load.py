@@ -86,6 +86,8 @@ class SteadyLoad:
     vitals_topic: str
     vitals_per_s: float = 10.0
     scans_per_s: float = 3.0
+    stat_topics: dict[str, str] = field(default_factory=dict)  # kind -> its STAT lane's topic
+    stat_every: int = 3  # with stat_topics: every stat_every-th input goes to the STAT lane
     sent: dict[str, tuple[str, object]] = field(default_factory=dict)  # id -> (kind, future)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -115,7 +117,8 @@ class SteadyLoad:
                         event_id, key, value = scans.event(n)
                     else:
                         event_id, key, value = vitals_event(rng, n % 11)
-                    self.sent[event_id] = (kind, self._producer.send(topic, key=key, value=value))
+                    target = self.stat_topics.get(kind, topic) if n % self.stat_every == 0 else topic
+                    self.sent[event_id] = (kind, self._producer.send(target, key=key, value=value))
 
     def stop(self) -> dict[str, str]:
         """Stop, flush, and return {event id: kind} of every input the broker acknowledged."""

@@ -60,7 +60,9 @@ def run_environment(name: str, cfg: StackConfig, **env: str) -> tuple[Settings, 
         "topic_deadletter": f"{name}-deadletter-{suffix}",
         **{k.lower(): v for k, v in env.items()},
     }
-    settings = Settings(_env_file=None, **flat, **{k: {"topic": t} for k, t in inputs.items()})
+    lanes = {"enabled": False}  # one worker process on the routine topics (docs/lanes.md)
+    settings = Settings(_env_file=None, **flat, lanes=lanes,
+                        **{k: {"topic": t} for k, t in inputs.items()})
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security(settings, "kafka-python"))
     try:
         admin.create_topics(topic_specs(settings))
@@ -68,4 +70,5 @@ def run_environment(name: str, cfg: StackConfig, **env: str) -> tuple[Settings, 
         admin.close()
     variables = {f"MEDSTREAM_{k.upper()}": v for k, v in flat.items()}
     variables |= {f"MEDSTREAM_{k.upper()}__TOPIC": t for k, t in inputs.items()}
+    variables["MEDSTREAM_LANES__ENABLED"] = "false"
     return settings, variables

@@ -115,6 +115,9 @@ def make_scenario(name: str, bootstrap: str, cfg: StackConfig, **env: str) -> Sc
     suffix = uuid.uuid4().hex[:8]
     topics = {f"{kind.name.upper()}__TOPIC": f"chaos-{name}-{kind.name}-{suffix}" for kind in KINDS}
     topics |= {f"TOPIC_{k.upper()}": f"chaos-{name}-{k}-{suffix}" for k in ("predictions", "deadletter")}
+    # STAT lanes off unless a scenario turns them on (LANES__ENABLED="true": test_worker_kill)
+    topics |= {f"{k.name.upper()}__STAT_TOPIC": f"chaos-{name}-{k.name}-stat-{suffix}" for k in KINDS}
+    topics["LANES__ENABLED"] = "false"
     values = {
         "KAFKA_BOOTSTRAP": bootstrap,
         "TRITON_GRPC_URL": f"127.0.0.1:{cfg.grpc_port}",

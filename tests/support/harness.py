@@ -72,6 +72,9 @@ class TopicsWorker(WorkerProcess):
             "MEDSTREAM_APP_ID": self.app_id,
             "MEDSTREAM_MAX_SCAN_BYTES": str(MAX_SCAN_BYTES),
             "MEDSTREAM_RETRY_MAX_S": "1.0",
+            # one worker process on the routine topics; tests of STAT lanes turn them on with
+            # their own STAT topics (tests/integration/test_stat_lanes.py)
+            "MEDSTREAM_LANES__ENABLED": "false",
             **(extra_env or {}),
         }, web_port or free_port(), state_dir, log_level=None)
 

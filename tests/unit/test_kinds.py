@@ -17,6 +17,7 @@ from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo, ModelSpec, TensorSpec
 from worker.kinds import KINDS, KindSpec, default_models, input_topics
 from worker.kinds.scan import SCAN, check_labels
+from worker.lanes.settings import LaneSettings
 from worker.pipeline import Kind
 from worker.settings import LEGACY_NAMES, KindSettings, Settings
 from worker.topics import topic_specs
@@ -141,7 +142,15 @@ def test_topics_and_app_follow_the_kinds(tmp_path: Path) -> None:
                            state_dir=tmp_path, app_id="unit-kinds")
     kinds = (*KINDS, ECHO)
     specs = {t.name: t.topic_configs for t in topic_specs(settings, kinds)}
-    assert list(specs) == ["scans", "vitals", "echo", "predictions", "deadletter"]
-    assert specs["echo"] == {"retention.ms": "60000"} and specs["vitals"] == {}
-    app = create_app(settings, MODELS | {"echo_m": ModelInfo("echo_m", "1", 8)}, kinds=kinds)
+    # a kind without a stat_topic (echo) has no STAT lane
+    assert list(specs) == ["scans", "scans.stat", "vitals", "vitals.stat", "echo", "predictions",
+                           "deadletter"]
+    assert specs["echo"] == {"retention.ms": "60000"} and specs["vitals.stat"] == {}
+    models = MODELS | {"echo_m": ModelInfo("echo_m", "1", 8)}
+    app = create_app(settings, models, kinds=kinds)
     assert sorted(app.agents) == ["medstream.echo", "medstream.scan", "medstream.vitals"]
+    stat = settings.model_copy(update={"lanes": LaneSettings(process="stat")})
+    app = create_app(stat, models, kinds=kinds)
+    assert sorted(app.agents) == ["medstream.scan", "medstream.vitals"]
+    assert {a.channel.get_topic_name() for a in app.agents.values()} == {"scans.stat",
+                                                                         "vitals.stat"}

@@ -232,7 +232,9 @@ def test_worker_probes_and_grace_period(rendered: list[Resource]) -> None:
     settings = _settings(rendered, container)
     assert "replicas" not in worker["spec"], "KEDA owns the worker's replica count"
     assert settings.web_host == "0.0.0.0"
-    assert container["ports"] == [{"name": "http", "containerPort": settings.web_port}]
+    # the routine worker, then the STAT worker on the next port (worker/multiprocess.py)
+    assert container["ports"] == [{"name": "http", "containerPort": settings.web_port},
+                                  {"name": "stat-http", "containerPort": settings.web_port + 1}]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     # longest batch: attempts until the breaker opens, each a full Triton timeout, plus backoff

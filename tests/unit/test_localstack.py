@@ -86,7 +86,9 @@ def test_broker_plan_rejects_unknown_kind(tmp_path: Path) -> None:
 
 def test_topic_specs_give_scans_and_deadletter_the_message_limit() -> None:
     specs = {t.name: t for t in topic_specs(Settings(topic_partitions=3, max_message_bytes=2048))}
-    assert set(specs) == {"scans", "vitals", "predictions", "deadletter"}
+    assert set(specs) == {"scans", "scans.stat", "vitals", "vitals.stat", "predictions",
+                          "deadletter"}
+    assert specs["scans.stat"].topic_configs == {"max.message.bytes": "2048"}
     assert all(t.num_partitions == 3 for t in specs.values())
     assert specs["scans"].topic_configs == {"max.message.bytes": "2048"}
     assert specs["deadletter"].topic_configs == {"max.message.bytes": "2048"}

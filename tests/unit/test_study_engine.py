@@ -180,14 +180,18 @@ def test_feed_reads_a_dead_letter_scans_header() -> None:
     ds.save_as(buf, enforce_file_format=True)
     headers = (("error.type", b"pixel_decode"), ("source.topic", b"scans"),
                ("source.partition", b"1"), ("source.offset", b"9"))
-    routed = from_deadletter(record("deadletter", buf.getvalue(), headers), "scans")
+    routed = from_deadletter(record("deadletter", buf.getvalue(), headers), {"scans"})
     assert isinstance(routed, StudyEvent)
     assert (routed.study_uid, routed.sop_uid, routed.modality, routed.outcome, routed.reason) == (
         str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), "CT", "dead_lettered", "pixel_decode")
-    assert from_deadletter(record("deadletter", b"\x00" * 200, headers), "scans") == (
+    assert from_deadletter(record("deadletter", b"\x00" * 200, headers), {"scans"}) == (
         Unattributed.UNDECODABLE)
     vitals = (("source.topic", b"vitals"),)
-    assert from_deadletter(record("deadletter", b"{}", vitals), "scans") == Unattributed.OTHER_KIND
+    assert from_deadletter(record("deadletter", b"{}", vitals), {"scans"}) == Unattributed.OTHER_KIND
+    # a STAT scan's dead letter (docs/lanes.md) counts in its study too
+    stat = (*headers[:1], ("source.topic", b"scans.stat"), *headers[2:])
+    routed = from_deadletter(record("deadletter", buf.getvalue(), stat), {"scans", "scans.stat"})
+    assert isinstance(routed, StudyEvent) and routed.outcome == "dead_lettered"
 
 
 def test_enabled_studies_add_their_topics_agents_and_tables(tmp_path: Path) -> None:
@@ -209,4 +213,4 @@ def test_enabled_studies_add_their_topics_agents_and_tables(tmp_path: Path) -> N
                                   "medstream.studies-feed", "medstream.vitals"]
     assert set(app.tables) == {"studies", "alerts"}
     disabled = {t.name for t in topic_specs(Settings(_env_file=None))}
-    assert disabled == {"scans", "vitals", "predictions", "deadletter"}
+    assert disabled == {"scans", "scans.stat", "vitals", "vitals.stat", "predictions", "deadletter"}

@@ -17,7 +17,7 @@ def test_studies_enabled_adds_study_alert_and_delivery_deadletter_topics() -> No
 
 
 def test_no_delivery_topic_without_studies_or_options() -> None:
-    base = {"scans", "vitals", "predictions", "deadletter"}
+    base = {"scans", "scans.stat", "vitals", "vitals.stat", "predictions", "deadletter"}
     off = DeliverySettings(_env_file=None)
     assert {t.name for t in topic_specs(off, delivery=off.delivery)} == base
     on = Settings(_env_file=None, studies=StudySettings(enabled=True))

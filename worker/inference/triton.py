@@ -99,8 +99,9 @@ class TritonBackend:
     """InferenceBackend on Triton's gRPC endpoint; create, start, and stop it on one loop."""
 
     def __init__(self, url: str, *, timeout_s: float, metrics: Metrics,
-                 channel: dict[str, Any] | None = None) -> None:
+                 channel: dict[str, Any] | None = None, priority: int = 0) -> None:
         self._url = url
+        self._priority = priority  # every request's (0: the model's default; docs/lanes.md)
         self._timeout_s = timeout_s
         self._metrics = metrics
         self._channel = channel or {}  # TLS arguments (worker.security.triton_grpc_security)
@@ -194,7 +195,8 @@ class TritonBackend:
         gauge.inc()
         started = time.perf_counter()
         try:
-            result = await client.infer(model, request, client_timeout=timeout_s or self._timeout_s)
+            result = await client.infer(model, request, client_timeout=timeout_s or self._timeout_s,
+                                        priority=self._priority)
         except Exception as exc:
             error = classify_error(exc)
             if error is exc:

@@ -7,7 +7,7 @@ Functions that serve kinds (`create_app`, `check_triton`, `check_kafka`, `topic_
 
 from __future__ import annotations
 
-from worker.kinds.base import KindSpec, input_topics, kind_topics
+from worker.kinds.base import KindSpec, input_topics, kind_topics, lane_topic, stat_topics
 from worker.kinds.scan import SCAN
 from worker.kinds.vitals import VITALS
 from worker.settings import Settings
@@ -22,4 +22,5 @@ def default_models(kinds: tuple[KindSpec, ...] = KINDS) -> tuple[str, ...]:
     return tuple(spec.settings(defaults).model for spec in kinds)
 
 
-__all__ = ["KINDS", "KindSpec", "default_models", "input_topics", "kind_topics"]
+__all__ = ["KINDS", "KindSpec", "default_models", "input_topics", "kind_topics", "lane_topic",
+           "stat_topics"]

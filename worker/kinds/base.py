@@ -19,6 +19,7 @@ import numpy as np
 
 from worker.errors import ConfigurationError
 from worker.inference.protocol import ModelInfo, ModelSpec
+from worker.lanes import ROUTINE
 from worker.pipeline import Kind
 from worker.routing import RuleSet
 from worker.settings import KindSettings, Settings
@@ -69,16 +70,34 @@ def _refuse_shared(what: str, names: list[str]) -> None:
 
 
 def kind_topics(settings: Settings, kinds: Sequence[KindSpec]) -> list[str]:
-    """Each kind's input topic; ConfigurationError when kinds share one."""
+    """Each kind's input topic, then its STAT topic where lanes are on (`stat_topics`);
+    ConfigurationError when kinds share one."""
     topics = [spec.settings(settings).topic for spec in kinds]
-    _refuse_shared("topic", topics)
-    return topics
+    _refuse_shared("topic", topics + stat_topics(settings, kinds))
+    return topics + stat_topics(settings, kinds)
 
 
-def input_topics(settings: Settings, kinds: Sequence[KindSpec]) -> dict[str, str]:
-    """Model name -> input topic of the kind it serves; ConfigurationError when kinds share a
-    topic or a model (reads the routing rules of kinds that route)."""
-    topics = kind_topics(settings, kinds)
-    served = [(model, topic) for spec, topic in zip(kinds, topics) for model in spec.models(settings)]
+def stat_topics(settings: Settings, kinds: Sequence[KindSpec]) -> list[str]:
+    """The kinds' STAT topics (docs/lanes.md); none while lanes are off."""
+    if not settings.lanes.enabled:
+        return []
+    return [t for spec in kinds if (t := spec.settings(settings).stat_topic)]
+
+
+def lane_topic(settings: Settings, spec: KindSpec, lane: str) -> str | None:
+    """The topic of `spec` that `lane` serves (None: the kind has no STAT lane)."""
+    block = spec.settings(settings)
+    return block.topic if lane == ROUTINE else (block.stat_topic if settings.lanes.enabled
+                                                 else None)
+
+
+def input_topics(settings: Settings, kinds: Sequence[KindSpec],
+                 lane: str = ROUTINE) -> dict[str, str]:
+    """Model name -> the topic of `lane` that feeds it (kinds without that lane left out);
+    ConfigurationError when kinds share a topic or a model (reads the routing rules of kinds
+    that route)."""
+    kind_topics(settings, kinds)
+    served = [(model, topic) for spec in kinds if (topic := lane_topic(settings, spec, lane))
+              for model in spec.models(settings)]
     _refuse_shared("model", [model for model, _ in served])
     return dict(served)

@@ -11,6 +11,7 @@ return the `Unattributed` reason they are counted under; none of them stops the 
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -119,11 +120,13 @@ def scan_identifiers(value: bytes) -> dict[str, str | None] | None:
     return None
 
 
-def from_deadletter(record: InputRecord, scan_topic: str) -> StudyEvent | Unattributed:
-    """A scan's dead letter -> StudyEvent (outcome dead_lettered, reason = error.type)."""
+def from_deadletter(record: InputRecord,
+                    scan_topics: Collection[str]) -> StudyEvent | Unattributed:
+    """A scan's dead letter (from either lane's topic, docs/lanes.md) -> StudyEvent (outcome
+    dead_lettered, reason = error.type)."""
     headers = dict(record.headers)
     origin = headers.get("source.topic", b"").decode("utf-8", "replace")
-    if origin != scan_topic:
+    if origin not in scan_topics:
         return Unattributed.OTHER_KIND
     ids = scan_identifiers(record.value)
     if ids is None:

@@ -56,7 +56,7 @@ class Feed:
 
     def __init__(self, settings: Settings, metrics: StudyMetrics, events: Any, risks: Any) -> None:
         self._predictions = settings.topic_predictions
-        self._scans = settings.scan.topic
+        self._scans = frozenset(t for t in (settings.scan.topic, settings.scan.stat_topic) if t)
         self._metrics = metrics
         self._events = events
         self._risks = risks
