@@ -34,18 +34,31 @@ MAX_SCAN_BYTES = 2 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Topics:
-    """The four topics of one test."""
+    """The topics of one test; the STAT topics only where the test runs STAT lanes."""
 
     scans: str
     vitals: str
     predictions: str
     deadletter: str
+    scans_stat: str | None = None
+    vitals_stat: str | None = None
 
     @classmethod
-    def create(cls, topic_factory: Callable[..., str], partitions: int = 4) -> Topics:
+    def create(cls, topic_factory: Callable[..., str], partitions: int = 4,
+               stat: bool = False) -> Topics:
         big = {"max.message.bytes": str(10 * 1024 * 1024)}
+        lanes = (topic_factory("scans-stat", partitions, big),
+                 topic_factory("vitals-stat", partitions)) if stat else (None, None)
         return cls(topic_factory("scans", partitions, big), topic_factory("vitals", partitions),
-                   topic_factory("predictions", partitions), topic_factory("deadletter", partitions))
+                   topic_factory("predictions", partitions), topic_factory("deadletter", partitions),
+                   *lanes)
+
+    def lane_env(self) -> dict[str, str]:
+        """STAT lanes on with these STAT topics, or off (one routine worker process)."""
+        if self.scans_stat is None or self.vitals_stat is None:
+            return {"MEDSTREAM_LANES__ENABLED": "false"}
+        return {"MEDSTREAM_LANES__ENABLED": "true", "MEDSTREAM_SCAN__STAT_TOPIC": self.scans_stat,
+                "MEDSTREAM_VITALS__STAT_TOPIC": self.vitals_stat}
 
 
 class TopicsWorker(WorkerProcess):
@@ -72,9 +85,7 @@ class TopicsWorker(WorkerProcess):
             "MEDSTREAM_APP_ID": self.app_id,
             "MEDSTREAM_MAX_SCAN_BYTES": str(MAX_SCAN_BYTES),
             "MEDSTREAM_RETRY_MAX_S": "1.0",
-            # one worker process on the routine topics; tests of STAT lanes turn them on with
-            # their own STAT topics (tests/integration/test_stat_lanes.py)
-            "MEDSTREAM_LANES__ENABLED": "false",
+            **topics.lane_env(),  # STAT lanes only with the test's STAT topics
             **(extra_env or {}),
         }, web_port or free_port(), state_dir, log_level=None)
 
