@@ -1,4 +1,5 @@
-"""`medstream bench [--quick] [--kind scans|vitals|all] [--out docs/benchmarks.md]`."""
+"""`medstream bench [--quick] [--kind scans|vitals|all] [--out docs/benchmarks.md]`, and
+`medstream bench --stat` (STAT lanes, medstream_tools/bench/stat_lanes.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from operator import attrgetter
 from pathlib import Path
 
-from medstream_tools.bench import machine, report, runner
+from medstream_tools.bench import machine, report, runner, stat_lanes
 from medstream_tools.bench.stack import local_stack
 from medstream_tools.bench.workloads import workloads
 from worker.settings import Settings
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown report (its .json sibling gets the raw figures)")
     parser.set_defaults(func=run)
+    stat_lanes.register(parser)  # --stat: STAT lanes (docs/lanes.md)
 
 
 def selected(plan: runner.Plan, kind: str, names: list[str]) -> list[str]:
