@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 
 import faust
@@ -29,7 +28,7 @@ from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelInfo, ModelSpec
 from worker.inference.triton import TritonBackend
 from worker.kinds import KINDS, KindSpec, input_topics, kind_topics, stat_topics
-from worker.lanes import ROUTINE, process_lane
+from worker.lanes import process_lane
 from worker.metrics import Metrics
 from worker.multiprocess import supervise
 from worker.routing import Route, RuleSet, check_rules
@@ -166,8 +165,6 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
             rules = kind.routing(settings)
             log.info("%s routing: %d rules from %s to %s", kind.name, len(rules.rules),
                      rules.source, ", ".join(rules.models))
-    if process_lane(settings) == ROUTINE and settings.lanes.routine_nice:
-        os.nice(settings.lanes.routine_nice)  # a STAT batch gets a CPU first (docs/lanes.md)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     quiet_pydicom()
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built

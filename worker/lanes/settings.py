@@ -21,9 +21,6 @@ class LaneSettings(BaseModel):
     # The STAT process keeps its duty cycle at or below weight / (weight + 1) of wall time while
     # it has work, so routine keeps >= 1 / (weight + 1) of the machine and of Triton
     stat_weight: int = Field(2, ge=1, le=100)
-    # os.nice increment of the routine process(es) under the supervisor (0: none), so that a
-    # STAT batch gets a CPU first on a busy machine
-    routine_nice: int = Field(0, ge=0, le=19)
     # Producer rules: an event is STAT when every DICOM keyword of one rule matches (fnmatch,
     # case-insensitive), e.g. [{"Modality": "CT", "BodyPartExamined": "HEAD",
     # "RequestingService": "EMERG*"}]
