@@ -19,7 +19,7 @@ import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
 from medstream_tools.soak.worker import ROOT, http_get
-from tests.support.harness import Topics, collect, dicom_scans, keys, producer, publish
+from tests.support.harness import StatTopics, collect, dicom_scans, keys, producer, publish
 from tests.support.harness import TopicsWorker as WorkerProcess
 from worker.inference.triton import TritonBackend
 from worker.kinds.scan import scan_model_spec
@@ -43,8 +43,7 @@ def lane_metric(port: int, name: str, lane: str) -> float:
 
 def test_stat_scans_overtake_a_routine_backlog_and_routine_still_progresses(
         settings: Settings, topic_factory, tmp_path: Path) -> None:
-    topics = Topics.create(topic_factory, stat=True)
-    assert topics.scans_stat is not None
+    topics = StatTopics.create(topic_factory)
     backlog = dicom_scans(BACKLOG, patient="pseudo-lanes")
     publish(settings, topics.scans, [(f"study-{i % 64}".encode(), v)
                                      for i, (_, v) in enumerate(backlog)])
@@ -94,8 +93,7 @@ def test_stat_scans_overtake_a_routine_backlog_and_routine_still_progresses(
 
 def test_a_missing_stat_topic_fails_start_up_naming_it(settings: Settings, topic_factory,
                                                         tmp_path: Path) -> None:
-    worker = WorkerProcess(settings, Topics.create(topic_factory, partitions=1, stat=True),
-                           tmp_path)
+    worker = WorkerProcess(settings, StatTopics.create(topic_factory, partitions=1), tmp_path)
     missing = f"never-created-stat-{uuid.uuid4().hex[:8]}"
     done = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], cwd=ROOT, check=False,
                           env={**worker.env(), "MEDSTREAM_VITALS__STAT_TOPIC": missing},

@@ -34,29 +34,40 @@ MAX_SCAN_BYTES = 2 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Topics:
-    """The topics of one test; the STAT topics only where the test runs STAT lanes."""
+    """The four topics of one test."""
 
     scans: str
     vitals: str
     predictions: str
     deadletter: str
-    scans_stat: str | None = None
-    vitals_stat: str | None = None
 
     @classmethod
-    def create(cls, topic_factory: Callable[..., str], partitions: int = 4,
-               stat: bool = False) -> Topics:
+    def create(cls, topic_factory: Callable[..., str], partitions: int = 4) -> Topics:
         big = {"max.message.bytes": str(10 * 1024 * 1024)}
-        lanes = (topic_factory("scans-stat", partitions, big),
-                 topic_factory("vitals-stat", partitions)) if stat else (None, None)
         return cls(topic_factory("scans", partitions, big), topic_factory("vitals", partitions),
-                   topic_factory("predictions", partitions), topic_factory("deadletter", partitions),
-                   *lanes)
+                   topic_factory("predictions", partitions), topic_factory("deadletter", partitions))
 
     def lane_env(self) -> dict[str, str]:
-        """STAT lanes on with these STAT topics, or off (one routine worker process)."""
-        if self.scans_stat is None or self.vitals_stat is None:
-            return {"MEDSTREAM_LANES__ENABLED": "false"}
+        """STAT lanes off: one routine worker process on these topics (docs/lanes.md)."""
+        return {"MEDSTREAM_LANES__ENABLED": "false"}
+
+
+@dataclass(frozen=True)
+class StatTopics(Topics):
+    """A test's topics with STAT lanes: the four, and a STAT topic per kind."""
+
+    scans_stat: str = ""
+    vitals_stat: str = ""
+
+    @classmethod
+    def create(cls, topic_factory: Callable[..., str], partitions: int = 4) -> StatTopics:
+        base = Topics.create(topic_factory, partitions)
+        big = {"max.message.bytes": str(10 * 1024 * 1024)}
+        return cls(*vars(base).values(), topic_factory("scans-stat", partitions, big),
+                   topic_factory("vitals-stat", partitions))
+
+    def lane_env(self) -> dict[str, str]:
+        """STAT lanes on, with these STAT topics."""
         return {"MEDSTREAM_LANES__ENABLED": "true", "MEDSTREAM_SCAN__STAT_TOPIC": self.scans_stat,
                 "MEDSTREAM_VITALS__STAT_TOPIC": self.vitals_stat}
 
