@@ -43,9 +43,6 @@ EXIT_CONFIG = 2
 # The start-up test inference may be the model's first: lazy initialisation (ONNX sessions,
 # TensorRT engines on GPU) can take far longer than a steady-state request's timeout.
 WARMUP_TIMEOUT_S = 60.0
-# A Triton loading or unloading a model answers not-ready for a moment (strict readiness):
-# wait that long before refusing to start.
-READY_WAIT_S = 30.0
 
 
 async def check_triton(settings: Settings,
@@ -61,7 +58,8 @@ async def check_triton(settings: Settings,
         await backend.connect()
         for rules in routed:
             await check_routes_served(backend, rules, settings.triton_grpc_url)
-        models = await backend.start([spec for _, spec in served], ready_wait_s=READY_WAIT_S)
+        models = await backend.start([spec for _, spec in served],
+                                     ready_wait_s=settings.triton_ready_wait_s)
         for rules in routed:
             check_rules(rules, models)
         for kind, spec in served:

@@ -1,6 +1,6 @@
-"""Scan events -> (metadata, CNN tensor): raw DICOM Part-10 bytes or a claim-check envelope.
+"""Scan event inputs: claim-check resolution, DICOM parsing with its checks, event times.
 
-Blocking and CPU-heavy (file I/O, pixel decoding): the pipeline runs `load_scan` in a thread
+Blocking (file I/O, parsing): worker/scan_routing.py's `prepare_scan` calls these in a thread
 pool. Claim-check URIs are `file://` URIs or plain paths that must resolve below an allowed
 root; anything else is refused. Errors never quote paths or identifiers.
 """
@@ -13,21 +13,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 import pydicom
 import pydicom.config
 from pydicom.valuerep import DA, DT, TM
 
 from worker.contracts import (
-    ScanEnvelope,
-    ScanMeta,
-    decode_scan_envelope,
     is_dicom,
-    looks_like_json,
 )
 from worker.errors import DeadLetterReason, PoisonMessage
-from worker.preprocess.fast_dicom import scan_tensor
-from worker.sop_classes import require_image
 
 
 def quiet_pydicom() -> None:
@@ -117,19 +110,6 @@ def dicom_event_time(ds: pydicom.Dataset) -> datetime | None:
     return None
 
 
-def scan_meta(ds: pydicom.Dataset, envelope: ScanEnvelope | None) -> ScanMeta:
-    """Identifiers of a scan: the event id is the envelope's, else the SOPInstanceUID."""
-    sop_uid = str(ds.SOPInstanceUID).strip()
-    study = str(ds.get("StudyInstanceUID", "") or "").strip() or None
-    patient = str(ds.get("PatientID", "") or "").strip() or None
-    series = str(ds.get("SeriesInstanceUID", "") or "").strip() or None
-    modality = str(ds.get("Modality", "") or "").strip() or None
-    if envelope is not None:
-        return ScanMeta(envelope.event_id, sop_uid, study, envelope.patient_id or patient,
-                        dicom_event_time(ds), series, modality)
-    return ScanMeta(sop_uid, sop_uid, study, patient, dicom_event_time(ds), series, modality)
-
-
 def require_deidentified(ds: pydicom.Dataset) -> None:
     """PoisonMessage(DeadLetterReason.NOT_DEIDENTIFIED) unless `ds` declares de-identification:
     PatientIdentityRemoved (0012,0062) = YES and a DeidentificationMethod (0012,0063) or its
@@ -140,24 +120,3 @@ def require_deidentified(ds: pydicom.Dataset) -> None:
         raise PoisonMessage(DeadLetterReason.NOT_DEIDENTIFIED,
                             "de-identification is required: the instance lacks "
                             "PatientIdentityRemoved=YES and a DeidentificationMethod")
-
-
-def load_scan(value: bytes, policy: ClaimCheckPolicy, *,
-              require_deid: bool = False) -> tuple[ScanMeta, np.ndarray]:
-    """Decode one scan event (DICOM bytes or envelope) into its metadata and CNN tensor.
-
-    Before any pixel is decoded: non-image SOP classes are refused (`non_image`) and, with
-    `require_deid`, instances that do not declare de-identification (`not_deidentified`).
-    """
-    if is_dicom(value):
-        envelope, data = None, value
-    elif looks_like_json(value):
-        envelope = decode_scan_envelope(value)
-        data = read_claim_check(resolve_uri(envelope.uri, policy), policy.max_bytes)
-    else:
-        raise PoisonMessage(DeadLetterReason.FORMAT, "neither a DICOM Part-10 file nor a JSON envelope")
-    ds = read_dicom(data)
-    if require_deid:
-        require_deidentified(ds)
-    require_image(ds)
-    return scan_meta(ds, envelope), scan_tensor(ds)

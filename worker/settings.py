@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     triton_http_url: str = "127.0.0.1:8000"
     triton_metrics_url: str = "127.0.0.1:8002"
     triton_timeout_s: float = Field(10.0, gt=0)
+    # A Triton loading or unloading a model answers not-ready for a moment (strict readiness),
+    # and in a cluster it may start after the worker: wait this long before refusing to start.
+    triton_ready_wait_s: float = Field(30.0, ge=0)
     triton_grpc_tls: bool = False  # TLS on the gRPC channel (worker/security.py)
     triton_grpc_cafile: Path | None = None  # None: the system CA store
     triton_grpc_certfile: Path | None = None  # client certificate (mutual TLS), with keyfile

@@ -24,6 +24,14 @@ the per-message fast path out (logging why) when the running source differs.
    (ListOffsets), which Tansu answers with the start of the last batch; the consumer thread
    corrects them with a fetch's high watermark (`worker/changelog_ends.py`), so a restored
    table loses nothing (tests/integration/test_studies_restart.py).
+4. **Pauses lose nothing.** `Consumer.getmany` delivers a fetched batch record by record and
+   drops the records of a partition that is no longer in the LIVE active-partition set (the
+   set `_wait_next_records` returns is the consumer's own, which `pause_partitions` mutates).
+   The fetch position has already moved past them, so after a resume the next record looks
+   like a gap, which `_drain_messages` adds to the acked offsets (`_add_gap`): the skipped
+   records were committed unprocessed. The circuit breaker pauses mid-batch exactly so.
+   `_wait_next_records` returns a copy instead: the batch already fetched is delivered whole
+   and the pause applies from the next fetch (tests/unit/test_streaming_patches.py).
 
 The transport is installed through faust's public `app.transport` setter; the producer keeps
 its own transport.
@@ -62,6 +70,12 @@ UPSTREAM_SHA256 = {
         "feade6a31f8a67897cf687c54c66f5f4535288050bbaac07249ce2063d36ae2e",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters":
         "a7f4f97d9f32aca2777713e22671d70eae4b3ae51541bb09a90448ce83acefce",
+    "faust.transport.consumer.Consumer.getmany":
+        "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e",
+    "faust.transport.consumer.Consumer._wait_next_records":
+        "6218e1969a636b3ff504ad1b8e7ad58a113572e43d746cc96d684ed5153032c6",
+    "faust.transport.consumer.Consumer.pause_partitions":
+        "27a1c94bdacd54de06593ec4eb040b32e9e7c9534e9af041f6ed66723df5f922",
 }
 
 
@@ -74,6 +88,11 @@ def _upstream() -> dict[str, Callable[..., Any]]:
         "mode.services.Service.wait_first": mode.Service.wait_first,
         "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters":
             faust_aiokafka.AIOKafkaConsumerThread._highwaters,
+        "faust.transport.consumer.Consumer.getmany": faust_consumer.Consumer.getmany,
+        "faust.transport.consumer.Consumer._wait_next_records":
+            faust_consumer.Consumer._wait_next_records,
+        "faust.transport.consumer.Consumer.pause_partitions":
+            faust_consumer.Consumer.pause_partitions,
     }
 
 
@@ -129,10 +148,15 @@ class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class FetchWaitConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer running a FetchWaitConsumerThread."""
+    """faust's aiokafka consumer running a FetchWaitConsumerThread; a fetched batch is
+    delivered whole, whatever is paused while it is (patch 4)."""
 
     def _new_consumer_thread(self) -> FetchWaitConsumerThread:
         return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[Any] | None]:
+        records, active = await super()._wait_next_records(timeout)
+        return records, None if active is None else set(active)  # the fetch's own set
 
 
 class FastWaitConsumer(FetchWaitConsumer):

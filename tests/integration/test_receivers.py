@@ -32,8 +32,9 @@ from tests.support.producers import (
     terminate,
     wait_until_up,
 )
+from tests.support.routing import prepare_routed
 from worker.contracts import decode_vitals
-from worker.scan_input import ClaimCheckPolicy, load_scan
+from worker.scan_input import ClaimCheckPolicy
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -112,7 +113,7 @@ def test_dicom_scp_stores_compressed_syntaxes_the_worker_decodes_and_refuses_vid
     for record in records:
         ds = assert_deidentified(record.value)
         syntaxes.add(ds.file_meta.TransferSyntaxUID.name)
-        _, tensor = load_scan(record.value, ClaimCheckPolicy(None, 10**8), require_deid=True)
+        _, tensor = prepare_routed(record.value, ClaimCheckPolicy(None, 10**8), require_deid=True)
         assert np.isfinite(tensor).all() and tensor.max() > tensor.min()
     assert len(syntaxes) == 3  # stored as sent: still compressed
 

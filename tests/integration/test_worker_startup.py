@@ -28,7 +28,8 @@ def worker(settings: Settings, topic_factory, tmp_path: Path) -> WorkerProcess:
 
 
 def test_unreachable_triton(worker: WorkerProcess) -> None:
-    done = run_worker(worker, MEDSTREAM_TRITON_GRPC_URL=f"127.0.0.1:{free_port()}")
+    done = run_worker(worker, MEDSTREAM_TRITON_GRPC_URL=f"127.0.0.1:{free_port()}",
+                      MEDSTREAM_TRITON_READY_WAIT_S="1")
     assert done.returncode == 2
     assert "cannot start the worker: Triton at 127.0.0.1:" in done.stderr
 

@@ -1,4 +1,5 @@
-"""Unit-test helpers for routed scans: models with declarations, a scan kind on fixture rules.
+"""Test helpers for routed scans: models with declarations, a scan kind on fixture rules, and
+the worker's scan preparation with every image routed to one model.
 
 No Triton: `declared_model` builds the ModelInfo that start-up would read from a config.pbtxt
 with the declaration parameters (worker/routing/declarations.py).
@@ -8,12 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from medstream_tools.soak.fixture_scans import fixture_rules
 from worker.contracts import ScanMeta
+from worker.errors import DeadLetterReason, PoisonMessage
 from worker.inference.protocol import ModelInfo
 from worker.kinds.scan import scan_kind
-from worker.pipeline import Kind
+from worker.pipeline import Kind, Skipped
 from worker.preprocess.formats import input_format
+from worker.routing.matcher import Router
+from worker.routing.rules import All, Route, Rule, RuleSet
+from worker.scan_input import ClaimCheckPolicy
+from worker.scan_routing import ScanRouting, prepare_scan
 from worker.settings import Settings
 
 LABELS = ("normal", "pneumonia")
@@ -41,3 +49,21 @@ def fixture_scan_kind(tmp_path: Path, *, pa: str = "scan_cnn", ap: str | None = 
                                        input_format_id="rgb150_tf_nhwc", max_batch=max_batch,
                                        labels=("glioma", "meningioma", "no_tumour", "pituitary"))
     return scan_kind(Settings(_env_file=None, routing={"rules": rules}, **settings), models)
+
+
+def route_every_image(input_format_id: str = "gray128") -> ScanRouting:
+    """Routing that sends every image instance to one model of `input_format_id`: the worker's
+    scan preparation with the rules out of the way (decoders, claim checks, receivers)."""
+    rule = Rule("every-image", 1, All(()), Route("test_model"))
+    return ScanRouting(Router(RuleSet(Path("<test>"), (rule,))),
+                       {"test_model": input_format(input_format_id)})
+
+
+def prepare_routed(value: bytes, policy: ClaimCheckPolicy, *,
+                   require_deid: bool = False) -> tuple[ScanMeta, np.ndarray]:
+    """`prepare_scan` under `route_every_image`: the metadata and model tensor of one event;
+    PoisonMessage as the worker raises it (a skip, e.g. non_image, is a PoisonMessage too)."""
+    prepared = prepare_scan(value, policy, route_every_image(), require_deid=require_deid)
+    if isinstance(prepared, Skipped):
+        raise PoisonMessage(DeadLetterReason(prepared.reason), "skipped")
+    return prepared.meta, prepared.tensor

@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.support.routing import prepare_routed
 from worker.contracts import (
     InputRecord,
     Prediction,
@@ -19,7 +20,7 @@ from worker.contracts import (
     encode_prediction,
 )
 from worker.errors import DeadLetterReason, PoisonMessage
-from worker.scan_input import ClaimCheckPolicy, dicom_event_time, load_scan, resolve_uri
+from worker.scan_input import ClaimCheckPolicy, dicom_event_time, resolve_uri
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
@@ -117,7 +118,7 @@ def test_deadletter_headers_keep_original_ones() -> None:
 # --- scans -------------------------------------------------------------------------------------
 
 def test_raw_dicom_is_keyed_by_sop_instance_uid() -> None:
-    meta, tensor = load_scan(CT.read_bytes(), ClaimCheckPolicy(None, 10**8))
+    meta, tensor = prepare_routed(CT.read_bytes(), ClaimCheckPolicy(None, 10**8))
     ds = pydicom.dcmread(CT)
     assert meta.event_id == meta.sop_uid == ds.SOPInstanceUID
     assert meta.study_uid == ds.StudyInstanceUID and meta.patient_id == ds.PatientID
@@ -130,7 +131,7 @@ def test_claim_check_envelope_reads_below_the_root(tmp_path: Path) -> None:
     policy = ClaimCheckPolicy(tmp_path, 10**8)
     for uri in (f"file://{tmp_path}/a/ct.dcm", "a/ct.dcm", str(tmp_path / "a" / "ct.dcm")):
         envelope = {"schema": "medstream.scan/v1", "event_id": "evt-9", "uri": uri, "patient_id": "ps"}
-        meta, tensor = load_scan(json.dumps(envelope).encode(), policy)
+        meta, tensor = prepare_routed(json.dumps(envelope).encode(), policy)
         assert (meta.event_id, meta.patient_id, tensor.shape) == ("evt-9", "ps", (1, 128, 128))
 
 
@@ -150,19 +151,19 @@ def test_claim_check_failures(tmp_path: Path) -> None:
     big = tmp_path / "big.dcm"
     big.write_bytes(CT.read_bytes())
     policy = ClaimCheckPolicy(tmp_path, 1024)
-    assert reason(load_scan, envelope("missing.dcm"), policy) == "uri_unreadable"
-    assert reason(load_scan, envelope("big.dcm"), policy) == "oversize"
-    assert reason(load_scan, envelope("big.dcm"), ClaimCheckPolicy(None, 10**8)) == "uri_refused"
-    assert reason(load_scan, envelope("big.dcm", "medstream.scan/v2"), policy) == "schema_version"
+    assert reason(prepare_routed, envelope("missing.dcm"), policy) == "uri_unreadable"
+    assert reason(prepare_routed, envelope("big.dcm"), policy) == "oversize"
+    assert reason(prepare_routed, envelope("big.dcm"), ClaimCheckPolicy(None, 10**8)) == "uri_refused"
+    assert reason(prepare_routed, envelope("big.dcm", "medstream.scan/v2"), policy) == "schema_version"
 
 
 def test_undecodable_scans() -> None:
     policy = ClaimCheckPolicy(None, 10**8)
-    assert reason(load_scan, b"hello world", policy) == "format"
-    assert reason(load_scan, b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage" * 5, policy) == "dicom_decode"
-    assert reason(load_scan, b'{"schema": "medstream.scan/v1", "ev', policy) == "json_decode"
+    assert reason(prepare_routed, b"hello world", policy) == "format"
+    assert reason(prepare_routed, b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage" * 5, policy) == "dicom_decode"
+    assert reason(prepare_routed, b'{"schema": "medstream.scan/v1", "ev', policy) == "json_decode"
     raw = CT.read_bytes()
-    assert reason(load_scan, raw[: len(raw) // 2], policy) in {"pixel_decode", "dicom_decode"}
+    assert reason(prepare_routed, raw[: len(raw) // 2], policy) in {"pixel_decode", "dicom_decode"}
 
 
 def test_dicom_event_time_prefers_acquisition_and_honours_offset() -> None:

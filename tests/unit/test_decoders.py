@@ -1,5 +1,5 @@
 """Pixel decoders per transfer syntax, the image SOP-class allow-list and the de-identification
-policy, through the worker's scan `prepare` (worker.scan_input.load_scan) and the producers'
+policy, through the worker's scan `prepare` (worker.scan_routing.prepare_scan, every image routed) and the producers'
 checks. Real pydicom / pydicom-data test files; no services.
 """
 
@@ -27,8 +27,9 @@ from producers.claimcheck import ClaimCheckStore
 from producers.deid.dicom import deidentify
 from producers.deid.pseudonym import Pseudonymizer
 from producers.scan_events import build_scan_event, decodable_syntax, encode
+from tests.support.routing import prepare_routed
 from worker.errors import PoisonMessage
-from worker.scan_input import ClaimCheckPolicy, load_scan
+from worker.scan_input import ClaimCheckPolicy
 from worker.sop_classes import IMAGE_STORAGE
 
 POLICY = ClaimCheckPolicy(None, 10**8)
@@ -58,7 +59,7 @@ def raw(name: str) -> bytes:
 
 def outcome(value: bytes, **kwargs: bool) -> str:
     try:
-        _, tensor = load_scan(value, POLICY, **kwargs)
+        _, tensor = prepare_routed(value, POLICY, **kwargs)
     except PoisonMessage as exc:
         return exc.reason
     assert tensor.shape == (1, 128, 128) and np.isfinite(tensor).all()
