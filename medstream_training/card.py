@@ -91,7 +91,7 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         ("- The chest X-ray classes differ in image size and acquisition (normal images are larger); a "
         "16-image CNN can learn such shortcuts. Pediatric X-rays only; DICOM radiographs from adult "
         "PACS are out of distribution."),
-        ("- Vitals: only heart rate is real (one arrhythmic patient's ECG, two people's PPG; 0.5 s "
+        ("- Vitals: only heart rate is real (one arrhythmic patient's ECG, heartpy's PPG recordings; 0.5 s "
         "per step); every other channel is synthetic and every risk label rule-derived."),
         "- No fairness, subgroup or prospective evaluation was possible with these data.", "",
     ])

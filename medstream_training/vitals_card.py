@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medstream_training.card_tables import METRIC_HEADER, calibration_table, metric_row
+from medstream_training.stats import Estimate
 from medstream_training.vitals_data import HORIZON, NEWS2_ALERT
 from medstream_training.vitals_real import (
     COMPANIONS,
@@ -17,9 +18,21 @@ VITALS_END = "<!-- vitals:end -->"
 _UNITS = {"hr": "bpm", "spo2": "%", "rr": "/min", "sbp": "mmHg", "dbp": "mmHg", "temp": "°C"}
 
 
+def _signed(e: Estimate, digits: int = 2) -> str:
+    """A difference or bias with its interval: `+0.39 (+0.31, +0.49)`."""
+    return f"{e.value:+.{digits}f} ({e.low:+.{digits}f}, {e.high:+.{digits}f})"
+
+
+def _plain(e: Estimate, digits: int = 2) -> str:
+    return f"{e.value:.{digits}f} ({e.low:.{digits}f}-{e.high:.{digits}f})"
+
+
 def _role(name: str) -> str:
+    if name == SPLIT_RECORDINGS[0]:
+        return ("last 1/3 tests; its first 2/3 shaped the synthetic training HR (and trains the "
+                "retraining candidate)")
     if name in SPLIT_RECORDINGS:
-        return "last 1/3 tests (first 2/3: retraining check only)"
+        return "last 1/3 tests; first 2/3 trains the retraining candidate only"
     if name in TEST_ONLY_RECORDINGS:
         return "test only (never trained on)"
     return "beat-detector check only (shorter than a window + horizon)" if name == DETECTOR_ONLY else "-"
@@ -30,7 +43,7 @@ def _recordings(rows: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = f"{r['heartpy_bpm']:.1f}" if r["heartpy_bpm"] else "-"
-        lines.append(f"| `{r['name']}` ({r['source']}) | {r['kind'].upper()} | {r['fs']:.1f} Hz | "
+        lines.append(f"| `{r['name']}`: {r['source']} | {r['kind'].upper()} | {r['fs']:.1f} Hz | "
                      f"{r['seconds']:.0f} s | {r['bpm']:.1f} bpm | {ref} | {_role(r['name'])} |")
     return lines
 
@@ -47,15 +60,16 @@ def _real_tables(real: dict[str, dict]) -> list[str]:
                     f"{m['roc_auc']} | {b['roc_auc']} | {m['recall'].value:.2f} / {m['precision'].value:.2f} | "
                     f"{b['recall'].value:.2f} / {b['precision'].value:.2f} |")
         h = r["hr"]
-        hr.append(f"| {label} | {h['lstm_rmse']} | {h['last_rmse']} | {h['difference']} | {h['bias']} |")
+        hr.append(f"| {label} | {_plain(h['lstm_rmse'])} | {_plain(h['last_rmse'])} | "
+                  f"{_signed(h['difference'])} | {_signed(h['bias'])} |")
     return [*risk, "", "Next-step heart rate (bpm) on the real series:", "", *hr]
 
 
 def _retrain(check: dict | None) -> list[str]:
     if check is None:
         return ["(Not run this time: `medstream models evaluate-vitals --retrain-check`.)"]
-    rows = [f"| {name} | {p['candidate_roc_auc']} | {p['roc_auc']} | {p['candidate_hr_rmse']} | {p['hr_rmse']} |"
-            for name, p in check["sets"].items()]
+    rows = [f"| {name} | {p['candidate_roc_auc']} | {_signed(p['roc_auc'], 3)} | "
+            f"{_plain(p['candidate_hr_rmse'])} | {_signed(p['hr_rmse'])} |" for name, p in check["sets"].items()]
     return [(f"Candidate: trained like the shipped model on the synthetic patients plus "
              f"{check['real_windows']:,} real-HR windows (first 2/3 of `mitbih-208` and `heartpy-data3`, "
              f"{COMPANIONS} synthetic companions per segment), {check['windows']:,} windows in all, "
@@ -96,11 +110,11 @@ def vitals_section(v: dict) -> list[str]:
          "on the mean rate within 0.4 bpm, and 98-100% of the peaks it accepts lie within 50 ms of ours. "
          "Monitor-style rate: 60 s / mean of the last 8 accepted intervals, at 2 Hz."), "",
         "### On windows with real heart rate (held out from training)", "",
-        (f"Risk (label rule-derived, see above); ROC AUC with 95% intervals; {NEWS2_ALERT}+ on the current "
-        "partial NEWS2 of the last observed values is the rule baseline:"), "",
+        ("Risk (label rule-derived, see above); ROC AUC with 95% intervals. Rule baseline: the partial "
+         f"NEWS2 of the last observed values, alarm at >= {NEWS2_ALERT}:"), "",
         *_real_tables(v["real"]), "",
         (f"**Finding: on real heart rate the LSTM's HR forecast is worse than carrying the last value "
-         f"forward** (pooled RMSE difference {pooled['difference']} bpm) and biased towards the middle "
+         f"forward** (pooled RMSE difference {_signed(pooled['difference'])} bpm) and biased towards the middle "
          "of its training range (negative bias at MIT-BIH 208's ~106 bpm, positive at heartpy-data2's "
          "~62 bpm). Its risk ranking is on a par with the rule's on these windows (intervals overlap), and "
          "the labels are the rule applied to partly synthetic data, so that says little clinically."), "",

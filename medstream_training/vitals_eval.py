@@ -31,6 +31,7 @@ from worker.preprocess.vitals import NORM_CENTRE
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """windows [N, 60, 12] -> (risk [N], forecast [N, 6] in physical units)."""
 HR = 0
+RESAMPLES = 1000
 
 
 def onnx_predict(session, batch: int = 512) -> Predict:
@@ -76,10 +77,11 @@ def _binary(kind: str, y: np.ndarray, score: np.ndarray, threshold: float) -> Ca
     return statistic
 
 
-def risk_report(data: VitalsSet, score: np.ndarray, threshold: float, seed: int) -> dict[str, Estimate]:
+def risk_report(data: VitalsSet, score: np.ndarray, threshold: float, seed: int,
+                resamples: int = RESAMPLES) -> dict[str, Estimate]:
     """Accuracy, precision, recall, F1 at `threshold` and ROC AUC, each with a cluster interval."""
     y = data.risk.astype(bool)
-    return {k: cluster_bootstrap(_binary(k, y, np.asarray(score, float), threshold), data.groups, seed)
+    return {k: cluster_bootstrap(_binary(k, y, np.asarray(score, float), threshold), data.groups, seed, resamples)
             for k in ("accuracy", "precision", "recall", "f1", "roc_auc")}
 
 
@@ -87,38 +89,38 @@ def _rmse(pred: np.ndarray, truth: np.ndarray) -> Callable[[np.ndarray], float]:
     return lambda idx: float(np.sqrt(np.mean((pred[idx] - truth[idx]) ** 2)))
 
 
-def hr_forecast_report(data: VitalsSet, forecast: np.ndarray, seed: int) -> dict[str, Estimate]:
-    """Next-step HR RMSE of the model and of the last value, and their paired difference."""
+def hr_forecast_report(data: VitalsSet, forecast: np.ndarray, seed: int,
+                       resamples: int = RESAMPLES) -> dict[str, Estimate]:
+    """Next-step HR RMSE of the model and of the last value, their paired difference, the bias."""
     truth, model, last = data.next_values[:, HR], forecast[:, HR], last_values(data)[:, HR]
     model_rmse, last_rmse = _rmse(model, truth), _rmse(last, truth)
-    return {
-        "lstm_rmse": cluster_bootstrap(model_rmse, data.groups, seed),
-        "last_rmse": cluster_bootstrap(last_rmse, data.groups, seed),
-        "difference": cluster_bootstrap(lambda idx: model_rmse(idx) - last_rmse(idx), data.groups, seed),
-        "bias": cluster_bootstrap(lambda idx: float(np.mean(model[idx] - truth[idx])), data.groups, seed),
-    }
+    statistics = {"lstm_rmse": model_rmse, "last_rmse": last_rmse,
+                  "difference": lambda idx: model_rmse(idx) - last_rmse(idx),
+                  "bias": lambda idx: float(np.mean(model[idx] - truth[idx]))}
+    return {k: cluster_bootstrap(f, data.groups, seed, resamples) for k, f in statistics.items()}
 
 
-def evaluate_set(predict: Predict, data: VitalsSet, seed: int) -> dict[str, object]:
+def evaluate_set(predict: Predict, data: VitalsSet, seed: int, resamples: int = RESAMPLES) -> dict[str, object]:
     """Every figure the card shows for one set of windows."""
     risk, forecast = predict(data.windows)
     last = last_values(data)
     return {
         "n": len(data.windows), "trajectories": int(np.unique(data.groups).size),
         "patients": data.patients, "positive_rate": float(data.risk.mean()),
-        "risk": risk_report(data, risk, 0.5, seed),
-        "news2_now": risk_report(data, news2_partial(last).astype(float), NEWS2_ALERT, seed),
+        "risk": risk_report(data, risk, 0.5, seed, resamples),
+        "news2_now": risk_report(data, news2_partial(last).astype(float), NEWS2_ALERT, seed, resamples),
         "calibration": calibration(data.risk, risk),
-        "hr": hr_forecast_report(data, forecast, seed),
+        "hr": hr_forecast_report(data, forecast, seed, resamples),
         "lstm_errors": regression_errors(forecast, data.next_values),
         "locf_errors": regression_errors(last, data.next_values),
     }
 
 
-def evaluate_real(predict: Predict, test: dict[str, VitalsSet], seed: int) -> dict[str, dict[str, object]]:
+def evaluate_real(predict: Predict, test: dict[str, VitalsSet], seed: int,
+                  resamples: int = RESAMPLES) -> dict[str, dict[str, object]]:
     """evaluate_set per real recording and pooled over all of them (`all`)."""
-    results = {name: evaluate_set(predict, data, seed) for name, data in test.items()}
-    results["all"] = evaluate_set(predict, concat(list(test.values())), seed)
+    results = {name: evaluate_set(predict, data, seed, resamples) for name, data in test.items()}
+    results["all"] = evaluate_set(predict, concat(list(test.values())), seed, resamples)
     return results
 
 

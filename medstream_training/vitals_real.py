@@ -10,8 +10,8 @@ missingness: the simulator of vitals_data). So in these windows:
   on the real HR and the synthetic channels: not an outcome.
 
 Split by time within each recording, as the simulator's MIT-BIH split: the first 2/3 of
-`mitbih-208` and `heartpy-data3` may train, their last 1/3 tests; `heartpy-data2` (another
-sensor, another person) only tests. `heartpy-data` (25 s: 31 HR samples) is shorter than one
+`mitbih-208` and `heartpy-data3` may train, their last 1/3 tests; `heartpy-data2` (a separate
+recording, noisier, at another sample rate) only tests. `heartpy-data` (25 s: 31 HR samples) is shorter than one
 window plus the label horizon, so it only checks the beat detector.
 """
 
