@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import os
 
-from medstream_training.vitals_data import HORIZON, NEWS2_ALERT
-from worker.contracts import CHANNELS
-
-_UNITS = {"hr": "bpm", "spo2": "%", "rr": "/min", "sbp": "mmHg", "dbp": "mmHg", "temp": "°C"}
-
-
-def _metric_rows(name: str, report: dict) -> str:
-    return f"| {name} | " + " | ".join(str(report[k]) for k in ("accuracy", "precision", "recall", "f1", "roc_auc")) + " |"
-
-
-_METRIC_HEADER = "| model | accuracy | precision | recall | F1 | ROC AUC |\n|---|---|---|---|---|---|"
-
-
-def _calibration_table(cal: tuple) -> list[str]:
-    brier, ece, rows = cal
-    return [f"Brier score {brier:.3f}, expected calibration error {ece:.3f}.", "",
-            "| predicted bin | n | mean predicted | observed rate |", "|---|---|---|---|",
-            *(f"| {b} | {n} | {p:.2f} | {r:.2f} |" for b, n, p, r in rows)]
+from medstream_training.card_tables import METRIC_HEADER, calibration_table, metric_row
+from medstream_training.vitals_card import vitals_section
 
 
 def _split_sentence(scan: dict) -> str:
@@ -57,41 +41,13 @@ def _scan_section(scan: dict) -> list[str]:
     if "binary" in scan:
         positive = scan["classes"][1]
         lines += [(f"Positive class `{positive}`, threshold 0.5; 95% intervals: Wilson (accuracy, "
-                  "precision, recall), bootstrap (F1, AUC)."), "", _METRIC_HEADER,
-                  _metric_rows("scan_cnn (CV)" if scan["folds"] else "scan_cnn (test split)", scan["binary"]), "", "Calibration:", "",
-                  *_calibration_table(scan["calibration"]), ""]
+                  "precision, recall), bootstrap (F1, AUC)."), "", METRIC_HEADER,
+                  metric_row("scan_cnn (CV)" if scan["folds"] else "scan_cnn (test split)", scan["binary"]), "", "Calibration:", "",
+                  *calibration_table(scan["calibration"]), ""]
     mc = scan["multiclass"]
     lines += [(f"Multi-class view: accuracy {mc['accuracy']:.3f}, macro precision "
               f"{mc['precision_macro']:.3f}, macro recall {mc['recall_macro']:.3f}, macro F1 {mc['f1_macro']:.3f}."), ""]
     return lines
-
-
-def _vitals_section(v: dict) -> list[str]:
-    lstm_rmse, lstm_mae = v["lstm_errors"]
-    locf_rmse, locf_mae = v["locf_errors"]
-    gain = float((lstm_rmse / locf_rmse).mean() - 1.0)
-    rows = [f"| {c} ({_UNITS[c]}) | {lstm_rmse[i]:.2f} | {lstm_mae[i]:.2f} | {locf_rmse[i]:.2f} | {locf_mae[i]:.2f} |"
-            for i, c in enumerate(CHANNELS)]
-    return [
-        "## vitals_lstm (LSTM, 60x12 window -> risk, next-step forecast)", "",
-        f"- Version `{v['version']}`, sha256 `{v['sha256'][:16]}...`, {v['size_bytes']:,} bytes ONNX.",
-        (f"- Test set: {v['n']:,} windows from {v['patients']} held-out synthetic patients whose HR "
-        "variability comes from the last third of the ECG (training used the first two thirds); "
-        f"{v['positive_rate']:.1%} positive."),
-        f"- Export check: ONNX vs torch max |diff| = {v['onnx_max_abs_diff']:.2e}.", "",
-        (f"**Risk** (weak label: NEWS2-style partial score >= {NEWS2_ALERT} within the next {HORIZON} steps). "
-        "The label is rule-derived from synthetic trajectories, so these figures measure how well "
-        "the LSTM learned the rule and the simulator, not clinical deterioration."), "",
-        _METRIC_HEADER, _metric_rows("vitals_lstm risk (thr 0.5)", v["risk"]),
-        _metric_rows(f"current NEWS2 >= {NEWS2_ALERT} (baseline)", v["news2_now"]), "",
-        "Calibration of `risk`:", "", *_calibration_table(v["calibration"]), "",
-        "**Next-step forecast** (physical units) vs carrying the last observation forward:", "",
-        "| channel | LSTM RMSE | LSTM MAE | last-value RMSE | last-value MAE |", "|---|---|---|---|---|",
-        *rows, "",
-        (f"The LSTM's forecast RMSE is {gain:+.1%} relative to carrying the last value forward "
-         "(averaged over channels): a marginal difference, as expected on mostly AR(1)-like synthetic "
-         "channels. Treat `forecast` as a smoothed last value, not as a prediction of change."), "",
-    ]
 
 
 def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: list[str]) -> str:
@@ -109,7 +65,12 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         "pneumonia, from Kermany et al. 2018 (Mendeley Data, CC BY 4.0) | scan_cnn | package states no "
         "licence; images CC BY 4.0 upstream | real images, real labels |"),
         ("| MIT-BIH Arrhythmia DB record 208, 5-min excerpt in `scipy==1.11.4` (`scipy/misc/ecg.dat`) | "
-        "vitals_lstm HR channel | ODC-By (PhysioNet), BSD (scipy) | real ECG -> HR series |"),
+        "vitals_lstm HR channel (training: variability shape; test: absolute HR) | ODC-By (PhysioNet), "
+        "BSD (scipy) | real ECG -> HR series |"),
+        ("| `heartpy==1.2.7` (PyPI, `train` extra only): 3 PPG recordings in `heartpy/data/` (25 s, "
+         "128 s, 682 s) | vitals_lstm real-HR test windows, beat-detector check | **GPL** per its PyPI "
+         "metadata (the wheel's LICENSE file says MIT): a training/evaluation-only dependency, never "
+         "imported (only its data files are read), not in the worker image | real PPG -> HR series |"),
         ("| simulator in `medstream_training/vitals_data.py` | other vitals channels, deterioration, "
         "missingness | Apache-2.0 (this repo) | synthetic; risk labels rule-derived (NEWS2-style) |"),
         "| `sklearn.datasets.load_breast_cancer` (Wisconsin Diagnostic) | LR/SVM baseline | BSD / CC BY 4.0 (UCI) | real |",
@@ -117,10 +78,10 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         "(its declared dependencies, TensorFlow among them, are not needed). "
         "Also accepted for retraining: `--dataset braintumor` (17 brain MRI JPEGs, no licence stated), "
         "a MedMNIST-style `.npz` (its own train/val/test split) or a folder-per-class tree."), "",
-        *_scan_section(scan), *_vitals_section(vitals),
+        *_scan_section(scan), *vitals_section(vitals), "",
         "## Tabular baseline: logistic regression vs SVM (breast cancer, malignant = positive)", "",
         f"Stratified split: {n_train} train / {n_test} test; standardised features; 95% intervals as above.", "",
-        _METRIC_HEADER, *(_metric_rows(name, rep) for name, rep in results.items()), "",
+        METRIC_HEADER, *(metric_row(name, rep) for name, rep in results.items()), "",
         "## Throughput on this machine (median of sequential calls; CPU shared, figures indicative)", "",
         (f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} when measured (other "
          "processes share the CPU, so these are lower bounds). onnxruntime and Triton use the "
@@ -130,8 +91,8 @@ def render_card(opts, scan: dict, vitals: dict, tabular: tuple, timing_rows: lis
         ("- The chest X-ray classes differ in image size and acquisition (normal images are larger); a "
         "16-image CNN can learn such shortcuts. Pediatric X-rays only; DICOM radiographs from adult "
         "PACS are out of distribution."),
-        ("- Vitals: only the HR variability pattern is real (one arrhythmic patient, time axis "
-        "compressed to 0.5 s per step); everything else, and every risk label, is synthetic."),
+        ("- Vitals: only heart rate is real (one arrhythmic patient's ECG, heartpy's PPG recordings; 0.5 s "
+        "per step); every other channel is synthetic and every risk label rule-derived."),
         "- No fairness, subgroup or prospective evaluation was possible with these data.", "",
     ])
 
@@ -298,17 +259,21 @@ def render_imported(results: dict) -> str:
     return "\n".join(lines)
 
 
-def splice_imported(card: str, section: str) -> str:
-    """Replace the marked imported-models block of `card` (or insert it before the tabular
-    baseline section, else append it)."""
-    if IMPORTED_BEGIN in card and IMPORTED_END in card:
-        head, rest = card.split(IMPORTED_BEGIN, 1)
-        return head + section + rest.split(IMPORTED_END, 1)[1]
-    anchor = "## Tabular baseline"
+def splice_block(card: str, begin: str, end: str, section: str, anchor: str = "## Tabular baseline") -> str:
+    """Replace the block of `card` between the `begin` and `end` markers with `section` (which
+    carries them), or insert it before `anchor`, else append it."""
+    if begin in card and end in card:
+        head, rest = card.split(begin, 1)
+        return head + section + rest.split(end, 1)[1]
     if anchor in card:
         head, rest = card.split(anchor, 1)
         return head + section + "\n\n" + anchor + rest
     return card.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def splice_imported(card: str, section: str) -> str:
+    """Replace (or insert) the marked imported-models block of `card`."""
+    return splice_block(card, IMPORTED_BEGIN, IMPORTED_END, section)
 
 
 def keep_imported(new_card: str, old_card: str | None) -> str:

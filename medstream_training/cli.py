@@ -1,4 +1,5 @@
-"""`medstream models build|evaluate`: train/export the served models and write the model card.
+"""`medstream models build|evaluate|evaluate-vitals|evaluate-imported|train`: train/export the
+served models, write the model card, and train a scan classifier on your own images.
 
 Torch and the training stack are imported only when a sub-command runs, so the worker's
 console command works without the `train` extra.
@@ -61,6 +62,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="also benchmark via this Triton (default MEDSTREAM_TRITON_GRPC_URL)")
     evaluate.add_argument("--no-triton", action="store_true", help="skip the Triton benchmark")
     evaluate.set_defaults(func=_run_evaluate)
+
+    vitals = sub.add_parser(
+        "evaluate-vitals",
+        help="evaluate vitals_lstm (synthetic and real-HR test windows) and rewrite its card section")
+    vitals.add_argument("--seed", type=int, default=0)
+    vitals.add_argument("--threads", type=int, default=2, help="torch/onnxruntime threads")
+    vitals.add_argument("--repository", type=Path, default=REPOSITORY)
+    vitals.add_argument("--checkpoints", type=Path, default=CHECKPOINTS)
+    vitals.add_argument("--card", type=Path, default=DEFAULT_CARD,
+                        help="model card whose vitals block is replaced")
+    vitals.add_argument("--retrain-check", action="store_true",
+                        help="also train a candidate with the real-HR windows and compare (~2-4 min)")
+    vitals.set_defaults(func=_run_evaluate_vitals)
+
+    train = sub.add_parser("train", help="train a scan classifier on your own images (docs/training.md)")
+    train.add_argument("--dataset", required=True,
+                       help="a MedMNIST-style PATH.npz or a folder with one sub-folder of images per class")
+    train.add_argument("--name", required=True, help="Triton model name to write")
+    train.add_argument("--modalities", required=True,
+                       help="DICOM modalities the model is for, comma-separated (routing declaration)")
+    train.add_argument("--body-parts", default="", help="BodyPartExamined values it is for (optional)")
+    train.add_argument("--intended-use", default=None,
+                       help="free text in the declaration (default: research only, not for clinical use)")
+    train.add_argument("--classes", default=None,
+                       help="comma-separated class names for a .npz (default class0,class1,...)")
+    train.add_argument("--epochs", type=int, default=None, help="default: as the scan_cnn fixture (60)")
+    train.add_argument("--test-fraction", type=float, default=None,
+                       help="share held out of a folder tree (default 0.25; a .npz keeps its own test split)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=2, help="torch threads")
+    train.add_argument("--repository", type=Path, default=REPOSITORY, help="Triton model repository")
+    train.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="folder for <name>.pt")
+    train.set_defaults(func=_run_train)
 
     imported = sub.add_parser(
         "evaluate-imported",
@@ -135,6 +169,37 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     args.card.write_text(card)
     print(card)
     print(f"wrote {args.card}")
+    return 0
+
+
+def _run_evaluate_vitals(args: argparse.Namespace) -> int:
+    from medstream_training.card import splice_block
+    from medstream_training.vitals_card import VITALS_BEGIN, VITALS_END, vitals_section
+    from medstream_training.vitals_eval import evaluate_vitals
+
+    results = evaluate_vitals(args.repository, args.checkpoints, args.seed, args.threads,
+                              retrain=args.retrain_check)
+    section = "\n".join(vitals_section(results))
+    old = args.card.read_text() if args.card.is_file() else "# medstream model card\n"
+    args.card.write_text(splice_block(old, VITALS_BEGIN, VITALS_END, section))
+    print(section)
+    print(f"wrote {args.card}")
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from medstream_training.train_own import TrainOptions, summary, train_own
+
+    optional = {k: v for k in ("intended_use", "epochs", "test_fraction") if (v := getattr(args, k)) is not None}
+    try:
+        result = train_own(TrainOptions(
+            dataset=args.dataset, name=args.name, modalities=args.modalities,
+            body_parts=args.body_parts, classes=_classes(args.classes), seed=args.seed,
+            repository=args.repository, checkpoints=args.checkpoints, threads=args.threads, **optional))
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    print("\n".join(summary(result)))
     return 0
 
 

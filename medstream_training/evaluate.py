@@ -3,7 +3,8 @@
 - scan_cnn: grouped (patient-level) k-fold cross-validation of the training *procedure* on
   the chosen image set (the shipped model saw every image), plus an export check.
 - vitals_lstm: the exported ONNX model on held-out synthetic patients (test HR from the last
-  third of the ECG), against last-observation and current-NEWS2 baselines.
+  third of the ECG) and on windows whose HR is real (MIT-BIH 208, heartpy's PPGs), against
+  last-observation and current-NEWS2 baselines (medstream_training.vitals_eval).
 - LR/SVM on sklearn breast cancer; throughput in-process and via Triton.
 """
 
@@ -17,23 +18,18 @@ import numpy as np
 import torch
 from tritonclient.utils import InferenceServerException
 
-from medstream_training import REPOSITORY, SCAN_MODEL, VITALS_MODEL
-from medstream_training.build import CHECKPOINTS, load_scan, load_vitals
+from medstream_training import REPOSITORY, SCAN_MODEL, VITALS_MODEL, vitals_eval
+from medstream_training.build import CHECKPOINTS, load_scan
 from medstream_training.card import render_card
+from medstream_training.export import read_config_parameters
 from medstream_training.images import load_image_set
-from medstream_training.stats import (
-    binary_report,
-    calibration,
-    multiclass_report,
-    regression_errors,
-)
+from medstream_training.stats import binary_report, calibration, multiclass_report
 from medstream_training.tabular import run_baseline
 from medstream_training.throughput import bench_local, bench_triton, onnx_session, timing_rows
 from medstream_training.train_scan import ScanTrainConfig, cross_validate, eval_tensors, held_out
-from medstream_training.vitals_data import NEWS2_ALERT, news2_partial, train_test_sets
 from worker.contracts import CHANNELS
 from worker.preprocess.scan import IMAGE_SIZE
-from worker.preprocess.vitals import NORM_CENTRE, WINDOW_LEN
+from worker.preprocess.vitals import WINDOW_LEN
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +49,6 @@ class EvaluateOptions:
     checkpoints: Path = CHECKPOINTS
     threads: int = 2
     triton_grpc_url: str | None = None
-
-
-def read_config_parameters(config: Path) -> dict[str, str]:
-    """The string parameters of a config.pbtxt written by medstream_training.export."""
-    import re
-
-    pattern = re.compile(r'key: "([^"]+)"\s*value \{ string_value: "([^"]*)" \}')
-    return dict(pattern.findall(config.read_text()))
 
 
 def evaluate_scan(opts: EvaluateOptions) -> dict[str, object]:
@@ -99,34 +87,8 @@ def evaluate_scan(opts: EvaluateOptions) -> dict[str, object]:
 
 
 def evaluate_vitals(opts: EvaluateOptions) -> dict[str, object]:
-    """The exported LSTM on held-out synthetic patients, with naive baselines."""
-    _, test = train_test_sets(opts.seed)
-    onnx_path = opts.repository / VITALS_MODEL / "1" / "model.onnx"
-    session = onnx_session(onnx_path, opts.threads)
-    risk, forecast = [], []
-    for start in range(0, len(test.windows), 512):
-        r, f = session.run(["risk", "forecast"], {"window": test.windows[start:start + 512]})
-        risk.append(r[:, 0])
-        forecast.append(f)
-    risk_arr, forecast_arr = np.concatenate(risk), np.concatenate(forecast)
-    last = np.where(np.isnan(test.last_observed), NORM_CENTRE, test.last_observed)
-    news2_now = news2_partial(last).astype(float)
-    model, version = load_vitals(opts.checkpoints / f"{VITALS_MODEL}.pt")
-    with torch.no_grad():
-        ref_risk, ref_forecast = model(torch.from_numpy(test.windows[:256]))
-    params = read_config_parameters(opts.repository / VITALS_MODEL / "config.pbtxt")
-    return {
-        "n": len(test.windows), "patients": test.patients, "positive_rate": float(test.risk.mean()),
-        "risk": binary_report(test.risk, risk_arr, seed=opts.seed),
-        "news2_now": binary_report(test.risk, news2_now, threshold=NEWS2_ALERT, seed=opts.seed),
-        "calibration": calibration(test.risk, risk_arr),
-        "lstm_errors": regression_errors(forecast_arr, test.next_values),
-        "locf_errors": regression_errors(last, test.next_values),
-        "onnx_max_abs_diff": float(max(np.abs(risk_arr[:256] - ref_risk.numpy()[:, 0]).max(),
-                                       np.abs(forecast_arr[:256] - ref_forecast.numpy()).max())),
-        "version": version, "sha256": params.get("model_sha256", ""),
-        "size_bytes": onnx_path.stat().st_size, "model": model, "session": session,
-    }
+    """The exported LSTM on held-out synthetic patients and real-HR windows (vitals_eval)."""
+    return vitals_eval.evaluate_vitals(opts.repository, opts.checkpoints, opts.seed, opts.threads)
 
 
 def throughput(opts: EvaluateOptions, scan: dict[str, object], vitals: dict[str, object]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ QUEUE_DELAY_US = 2000
 # (docs/benchmarks.md). The name is the one Triton's onnxruntime backend reads (NGC image);
 # the local shim in deploy/triton-backends reads it too.
 ORT_PARAMETERS = {"intra_op_thread_count": "1"}
+SCAN_DECLARATION = {"modalities": "CR,DX", "body_parts": "CHEST", "input_format": "gray128",
+                    "intended_use": "test fixture, not a clinical model"}
+"""What scan_cnn declares to routing (worker.routing.declarations); `models train` takes its own."""
 
 
 @dataclass(frozen=True)
@@ -90,29 +94,39 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
         )
 
 
+def read_config_parameters(config: Path) -> dict[str, str]:
+    """The string parameters of a config.pbtxt written here."""
+    pattern = re.compile(r'key: "([^"]+)"\s*value \{ string_value: "([^"]*)" \}')
+    return dict(pattern.findall(config.read_text()))
+
+
 def _write(model_dir: Path, name: str, max_batch: int, inputs: list[TensorSpec],
-           outputs: list[TensorSpec], params: dict[str, str]) -> str:
+           outputs: list[TensorSpec], params: dict[str, str],
+           declaration: dict[str, str] | None = None) -> str:
     onnx_path = model_dir / "1" / "model.onnx"
     digest = sha256_file(onnx_path)
     config = render_config(name, max_batch, inputs, outputs,
-                           {**params, "model_sha256": digest, **ORT_PARAMETERS})
+                           {**params, "model_sha256": digest, **ORT_PARAMETERS, **(declaration or {})})
     (model_dir / "config.pbtxt").write_text(config)
     log.info("exported %s (%d bytes, sha256 %s)", onnx_path, onnx_path.stat().st_size, digest[:12])
     return digest
 
 
-def export_scan(model: ScanCNN, labels: list[str], repository: Path, version: str) -> str:
-    """Write scan_cnn/1/model.onnx and config.pbtxt; returns the model sha256."""
-    if any("," in label or '"' in label for label in labels):
-        raise ValueError("class labels must not contain commas or quotes")
-    model_dir = repository / SCAN_MODEL
+def export_scan(model: ScanCNN, labels: list[str], repository: Path, version: str,
+                name: str = SCAN_MODEL, declaration: dict[str, str] | None = None) -> str:
+    """Write <name>/1/model.onnx and config.pbtxt with the routing declaration (default: the
+    scan_cnn fixture's); returns the model sha256."""
+    declaration = SCAN_DECLARATION if declaration is None else declaration
+    if any("," in label or '"' in label for label in labels) or any('"' in v for v in declaration.values()):
+        raise ValueError("class labels must not contain commas or quotes, declarations no quotes")
+    model_dir = repository / name
     example = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
     _export_onnx(model, example, model_dir / "1" / "model.onnx", "image", ["probabilities"])
     return _write(
-        model_dir, SCAN_MODEL, SCAN_MAX_BATCH,
+        model_dir, name, SCAN_MAX_BATCH,
         [TensorSpec("image", (1, IMAGE_SIZE, IMAGE_SIZE))],
         [TensorSpec("probabilities", (len(labels),))],
-        {"labels": ",".join(labels), "version": version},
+        {"labels": ",".join(labels), "version": version}, declaration,
     )
 
 

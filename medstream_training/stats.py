@@ -92,3 +92,19 @@ def regression_errors(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, 
     """Per-column (RMSE, MAE)."""
     err = np.asarray(pred, dtype=float) - np.asarray(truth, dtype=float)
     return np.sqrt((err**2).mean(axis=0)), np.abs(err).mean(axis=0)
+
+
+def cluster_bootstrap(statistic, groups: np.ndarray, seed: int = 0, n: int = 1000) -> Estimate:
+    """statistic(indices) with a percentile interval from resampling whole groups with
+    replacement (windows of one patient or one real segment are not independent samples).
+    Replicates where the statistic is NaN (e.g. a resample lacking a class) are skipped."""
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        value = statistic(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
+        if np.isfinite(value):
+            samples.append(value)
+    low, high = np.percentile(samples, [2.5, 97.5]) if samples else (np.nan, np.nan)
+    return Estimate(float(statistic(np.arange(inverse.size))), float(low), float(high))

@@ -9,7 +9,7 @@ import torch
 
 from medstream_training import REPOSITORY, augment
 from medstream_training.evaluate import read_config_parameters
-from medstream_training.export import export_scan, export_vitals, sha256_file
+from medstream_training.export import SCAN_DECLARATION, export_scan, export_vitals, sha256_file
 from medstream_training.images import (
     ImageSet,
     load_folder,
@@ -147,7 +147,7 @@ def test_export_roundtrip_and_config(tmp_path) -> None:
     assert digest == sha256_file(onnx_path)
     params = read_config_parameters(tmp_path / "scan_cnn" / "config.pbtxt")
     assert params == {"labels": "normal,pneumonia", "version": "test-1", "model_sha256": digest,
-                      "intra_op_thread_count": "1"}
+                      "intra_op_thread_count": "1", **SCAN_DECLARATION}
     x = np.random.default_rng(0).random((7, 1, 128, 128), dtype=np.float32)
     served = ort.InferenceSession(str(onnx_path)).run(None, {"image": x})[0]
     with torch.no_grad():
