@@ -8,6 +8,7 @@ then checks that no process of the set is left (they share the supervisor's proc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from worker.settings import Settings
 ROUTINE_PROCESSES = 1  # `medstream worker`'s default --processes
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 45.0  # more than the supervisor's own 30-s grace before it SIGKILLs a child
-GONE_TIMEOUT_S = 5.0
+GONE_TIMEOUT_S = 5.0  # for the children to exit once the supervisor has
 
 
 def web_ports(settings: Settings) -> dict[str, int]:
@@ -61,19 +62,37 @@ def start(settings: Settings, env: Mapping[str, str], log_path: Path) -> subproc
     return proc
 
 
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_members(group: int) -> list[int]:
+    """The running processes of process group `group` (zombies are gone: only a parent's wait
+    is missing)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # nothing left to kill
+        os.killpg(group, signal.SIGKILL)
+
+
+def _wait_gone(group: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not group_members(group)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, bool]:
-    """SIGTERM to the supervisor; (its exit code, whether no process of its group is left).
+    """SIGTERM to the supervisor; (its exit code, whether the set stopped by itself).
 
-    A supervisor that does not exit within STOP_TIMEOUT_S, and anything of its group still
-    running after it exited, is SIGKILLed (and the second value is False).
+    A supervisor that does not exit within STOP_TIMEOUT_S, and anything of its process group
+    still running after it exited, is SIGKILLed (and the second value is False).
     """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -81,12 +100,10 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, bool]:
         code = proc.wait(timeout=STOP_TIMEOUT_S)
         clean = True
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         code, clean = proc.wait(timeout=30), False
-    deadline = time.monotonic() + GONE_TIMEOUT_S  # orphans' exits are reaped by init
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _group_alive(proc.pid):
-        os.killpg(proc.pid, signal.SIGKILL)
+    if not _wait_gone(proc.pid, GONE_TIMEOUT_S):
+        _kill_group(proc.pid)
+        _wait_gone(proc.pid, GONE_TIMEOUT_S)
         clean = False
     return code, clean
