@@ -42,24 +42,31 @@ def _ready(host: str, port: int) -> bool:
 
 def start(settings: Settings, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start `medstream worker` with `env` in a process group of its own; waits until the
-    routine and the STAT worker are both ready (StackError, with everything stopped, if not)."""
+    routine and the STAT worker are both ready. On StackError (not ready, exited) or an
+    interrupt meanwhile, everything is stopped first."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=dict(env),
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(proc, settings, log_path)
+    except BaseException:  # Ctrl-C too: the worker's own group does not get the terminal's
+        stop(proc)
+        raise
+    return proc
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], settings: Settings, log_path: Path) -> None:
     pending = web_ports(settings)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while pending and time.monotonic() < deadline:
         if proc.poll() is not None:
-            stop(proc)
             raise StackError(f"the worker exited with {proc.returncode}; see {log_path}")
         pending = {lane: port for lane, port in pending.items()
                    if not _ready(settings.web_host, port)}
         time.sleep(0.3)
     if pending:
-        stop(proc)
         raise StackError(f"the {' and '.join(pending)} worker(s) were not ready within "
                          f"{READY_TIMEOUT_S:.0f}s; see {log_path}")
-    return proc
 
 
 def group_members(group: int) -> list[int]:
