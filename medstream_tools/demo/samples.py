@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 import numpy as np
+import pydicom
 
+from producers.scan_events import encode
 from worker.contracts import CHANNELS, Row, VitalsWindow, encode_vitals
 from worker.preprocess.vitals import WINDOW_LEN
 
 # What the shipped routing rules make of them: skipped (CT; MR without a body part), the brain
 # tumour model (MR of the head), the chest X-ray model (a PA chest radiograph)
 SAMPLE_SCANS = ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm", "RG1_UNCR.dcm")
+# The full demo publishes the brain MR as an urgent order: the producers put it on the STAT lane
+STAT_SAMPLE = "emri_small.dcm"
 ECG_HZ = 360  # MIT-BIH sampling rate
 HR_AVERAGE_S = 8  # heart-rate averaging window, seconds
 DEMO_PATIENT = "PSN-" + "0" * 31 + "1"  # the producers' form: the worker refuses clear ids
@@ -43,3 +48,10 @@ def demo_vitals(event_id: str, start: datetime, rows: list[Row]) -> bytes:
     return encode_vitals(VitalsWindow(event_id=event_id, patient_id=DEMO_PATIENT,
                                       device_id="demo-monitor", start=start, interval_s=1.0,
                                       values=rows))
+
+
+def stat_request(data: bytes) -> bytes:
+    """The DICOM file as an urgent order: RequestedProcedurePriority (0040,1003) = STAT."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.RequestedProcedurePriority = "STAT"
+    return encode(ds)

@@ -1,5 +1,6 @@
-"""`medstream demo`'s full path: worker subprocess, sample data in, live table, summary, study
-results, alerts, delivery to the local peers, clean stop."""
+"""`medstream demo`'s full path: the worker as deployed by default (STAT lanes on), sample data in
+(the brain MR on the STAT lane), live table with each input's lane, summary, study results,
+alerts, what each lane's worker served, clean stop, delivery to the local peers."""
 
 from __future__ import annotations
 
@@ -23,13 +24,32 @@ def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Set
         r"(\d+) scan\(s\) skipped .*, (\d+) dead letter", out).groups())
     assert answered == total == scans + vitals + skipped + dead and dead == 1 and vitals == 9 + 10
     assert scans == 5 and skipped >= 6  # 2 radiographs + a 3-instance study, a brain MR; CT, ...
-    assert re.search(r"^\s+\d+\s+scan\s+RG1_UNCR\.dcm\s+chest_xray_pneumonia \w+ [01]\.\d{3}", out,
+    assert re.search(r"^\s+\d+\s+scan\s+routine\s+RG1_UNCR\.dcm\s+chest_xray_pneumonia \w+ "
+                     r"[01]\.\d{3}", out, re.MULTILINE)
+    assert re.search(r"^\s+\d+\s+skip\s+routine\s+CT_small\.dcm\s+skipped: rule \(ct\)", out,
                      re.MULTILINE)
-    assert re.search(r"^\s+\d+\s+skip\s+CT_small\.dcm\s+skipped: rule \(ct\)", out, re.MULTILINE)
-    assert re.search(r"^\s+\d+\s+skip\s+test-SR\.dcm\s+skipped: non_image", out, re.MULTILINE)
+    assert re.search(r"^\s+\d+\s+skip\s+routine\s+test-SR\.dcm\s+skipped: non_image", out,
+                     re.MULTILINE)
+    assert re.search(r"^\s+\d+\s+dead\s+routine\s+demo-truncated\s+json_decode", out, re.MULTILINE)
     assert "dead letter: reason json_decode" in out
     assert re.search(r"p50 [\d.]+ ms, p95 [\d.]+ ms", out)
-    assert "worker stopped (exit 0)" in out
+
+    # STAT lane: the brain MR (RequestedProcedurePriority STAT) is the one input on the STAT
+    # lane, answered by the brain model; each lane's worker served exactly its lane's inputs
+    rows = re.findall(r"^\s+\d+\s+\w+\s+(stat|routine)\s+(\S+)\s", out, re.MULTILINE)
+    assert len(rows) == total and [event for lane, event in rows if lane == "stat"] == [
+        "emri_small.dcm"]
+    assert re.search(r"^\s+\d+\s+scan\s+stat\s+emri_small\.dcm\s+brain_mri_tumour \w+ [01]\.\d{3}",
+                     out, re.MULTILINE)
+    assert re.search(r"^  stat   : published scan 1 -> stat worker \(:\d+\) served scan 1 - ok$",
+                     out, re.MULTILINE)
+    routine = re.search(r"^  routine: published scan (\d+), vitals (\d+) -> routine worker "
+                        r"\(:\d+\) served scan (\d+), vitals (\d+) - ok$", out, re.MULTILINE)
+    assert routine and routine.group(1, 2) == routine.group(3, 4) == (str(total - vitals - dead - 1),
+                                                                      str(vitals + dead))
+    assert re.search(r"^  STAT sample emri_small\.dcm \(RequestedProcedurePriority STAT\): "
+                     r"brain_mri_tumour .* - served by the STAT lane$", out, re.MULTILINE)
+    assert "worker stopped (exit 0): supervisor, routine and STAT worker all exited" in out
 
     # One final result per study (studies whose instances were all skipped get one too); the
     # studies with a prediction, the multi-instance study among them, are there
