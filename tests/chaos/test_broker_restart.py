@@ -16,6 +16,7 @@ the test then restarts the worker like a supervisor would and reports `superviso
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable, Iterator
 
@@ -58,9 +59,11 @@ def start_broker(cfg: StackConfig) -> Service:
 
 @pytest.fixture
 def durable_broker(chaos_stack: StackConfig) -> Iterator[StackConfig]:
-    """noida-db with a data dir under the chaos state dir, on the chaos Kafka port + 1."""
+    """noida-db with an empty data dir under the chaos state dir, on the chaos Kafka port + 1
+    (records of earlier sessions only grow the JSON snapshot it loads: 12 MB after two)."""
     cfg = dataclasses.replace(chaos_stack, state_dir=STATE_DIR / "durable-broker",
                               broker_kind="noida", kafka_port=chaos_stack.kafka_port + 1)
+    shutil.rmtree(cfg.state_dir / "noida-data", ignore_errors=True)
     try:
         start_broker(cfg)
         yield cfg
