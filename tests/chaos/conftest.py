@@ -24,11 +24,13 @@ from medstream_tools.soak.stack import private_stack
 def chaos_stack() -> Iterator[StackConfig]:
     """Tansu (memory storage) + Triton on the chaos ports, stopped after the session."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        for line in claim_ports(SESSION_PORTS, STATE_DIR):
-            print(f"[chaos] killed a leftover of an earlier session: {line}")
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    killed, foreign = claim_ports(SESSION_PORTS, STATE_DIR)
+    for line in killed:
+        print(f"[chaos] killed a leftover of an earlier session: {line}")
+    if foreign:
+        pytest.fail(f"chaos ports taken by processes that this state dir ({STATE_DIR}) did not "
+                    "start; stop them or choose other MEDSTREAM_CHAOS_* ports:\n"
+                    + "\n".join(foreign), pytrace=False)
     cfg = private_stack(STATE_DIR, model_repository(STATE_DIR))
     try:
         broker_up(cfg)

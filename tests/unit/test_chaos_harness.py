@@ -6,12 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.chaos.processes import claim_ports, listening_inodes, require_free, socket_owners
+from medstream_tools.soak.waiting import wait_for
+from tests.chaos.processes import (
+    claim_ports,
+    describe,
+    listening_inodes,
+    require_free,
+    socket_owners,
+)
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,18 +65,16 @@ LISTENER = ("import os, socket, sys, time\n"
             "open(sys.argv[2], 'w').write(str(os.getpid())); time.sleep(120)\n")
 
 
-def orphan_listener(port: int, cwd: Path) -> int:
+def orphan_listener(port: int, cwd: Path, state_dir: Path | None = None) -> int:
     """A process listening on `port` whose parent already exited (parent pid 1), as a worker
-    of a killed chaos session is; its pid."""
+    of a killed chaos session is, with MEDSTREAM_STATE_DIR=`state_dir` if given; its pid."""
     pid_file = cwd / "pid"
+    env = {**os.environ, **({"MEDSTREAM_STATE_DIR": str(state_dir)} if state_dir else {})}
     subprocess.run(["setsid", "--fork", sys.executable, "-c", LISTENER, str(port), str(pid_file)],
-                   cwd=cwd, check=True)
-    deadline = time.monotonic() + 30
-    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
-    while port not in _listening(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+                   cwd=cwd, env=env, check=True)
+    pid = wait_for("the orphan's pid", lambda: pid_file.exists() and int(pid_file.read_text() or 0),
+                   30, 0.05)
+    wait_for("the orphan to listen", lambda: port in _listening(pid), 30, 0.05)
     return pid
 
 
@@ -79,11 +83,14 @@ def _listening(pid: int) -> set[int]:
     return {port for port, inodes in listening_inodes().items() if pid in socket_owners(inodes)}
 
 
-def test_claim_kills_a_leftover_of_the_state_dir(tmp_path: Path) -> None:
-    port = free_port()
-    pid = orphan_listener(port, tmp_path)
-    killed = claim_ports([port], tmp_path)
-    assert len(killed) == 1 and f"pid {pid} (ppid 1)" in killed[0]
+@pytest.mark.parametrize("by", ["cwd", "MEDSTREAM_STATE_DIR"])
+def test_claim_kills_a_leftover_of_the_state_dir(tmp_path: Path, by: str) -> None:
+    port, state, elsewhere = free_port(), tmp_path / "state", tmp_path / "elsewhere"
+    state.mkdir(), elsewhere.mkdir()
+    pid = (orphan_listener(port, state) if by == "cwd"
+           else orphan_listener(port, elsewhere, state / "scenario" / "w0"))
+    killed, foreign = claim_ports([port], state)
+    assert len(killed) == 1 and f"port {port}: pid {pid} (ppid 1)" in killed[0] and not foreign
     assert not Path(f"/proc/{pid}").exists()
     require_free(port, "the test")
 
@@ -93,9 +100,25 @@ def test_claim_names_a_process_it_did_not_start(tmp_path: Path) -> None:
     elsewhere.mkdir()
     pid = orphan_listener(port, elsewhere)
     try:
-        with pytest.raises(RuntimeError, match=f"port {port}: pid {pid} \\(ppid 1\\): .*python"):
-            claim_ports([port], tmp_path / "state")
+        killed, foreign = claim_ports([port], tmp_path / "state")
+        assert not killed and len(foreign) == 1
+        assert foreign[0].startswith(f"port {port}: pid {pid} (ppid 1): ") and "python" in foreign[0]
         with pytest.raises(RuntimeError, match=f"port {port} for worker w0 is taken by pid {pid}"):
             require_free(port, "worker w0")
     finally:
         os.kill(pid, 9)
+
+
+def test_claim_spares_a_live_session_in_the_same_state_dir(tmp_path: Path) -> None:
+    """A process whose parent still runs is another session's, even in our state dir."""
+    port, pid_file = free_port(), tmp_path / "pid"
+    child = subprocess.Popen([sys.executable, "-c", LISTENER, str(port), str(pid_file)],
+                             cwd=tmp_path)
+    try:
+        wait_for("the listener", lambda: port in _listening(child.pid), 30, 0.05)
+        killed, foreign = claim_ports([port], tmp_path)
+        assert not killed and foreign == [f"port {port}: {describe(child.pid)}"]
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
