@@ -118,6 +118,22 @@ def claim_ports(ports: Iterable[int], state_dir: Path) -> tuple[list[str], list[
     return killed, foreign
 
 
+def shm_regions(group: int) -> list[Path]:
+    """The /dev/shm files named on the command lines of process group `group`: Triton's backend
+    stubs name their shared-memory regions there, and a SIGKILL of the group leaves them behind."""
+    regions = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or os.getpgid(int(entry.name)) != group:
+                continue
+            words = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        regions += [Path("/dev/shm", w) for w in words
+                    if w and "/" not in w and Path("/dev/shm", w).is_file()]
+    return regions
+
+
 def require_free(port: int, what: str) -> None:
     """RuntimeError naming the process that listens on `port` (needed for `what`)."""
     owners = socket_owners(listening_inodes().get(port, set()))

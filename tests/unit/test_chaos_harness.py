@@ -16,6 +16,7 @@ from tests.chaos.processes import (
     describe,
     listening_inodes,
     require_free,
+    shm_regions,
     socket_owners,
 )
 from tests.support.ports import free_port
@@ -122,3 +123,16 @@ def test_claim_spares_a_live_session_in_the_same_state_dir(tmp_path: Path) -> No
     finally:
         child.kill()
         child.wait()
+
+
+def test_shm_regions_are_those_named_by_the_group() -> None:
+    region = Path("/dev/shm", f"medstream_chaos_test_{os.getpid()}")
+    region.write_bytes(b"x")
+    group = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", region.name,
+                              "not_a_region"], start_new_session=True)
+    try:
+        assert shm_regions(group.pid) == [region]
+    finally:
+        group.kill()
+        group.wait()
+        region.unlink()
