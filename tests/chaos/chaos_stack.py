@@ -9,6 +9,7 @@ models plus `*_slow` variants (tests/chaos/slow_model.py) for the slow-Triton sc
 
 from __future__ import annotations
 
+import py_compile
 import re
 import shutil
 import uuid
@@ -47,6 +48,9 @@ def slow_variant(repo: Path, model: str) -> None:
                     for k, v in SLOW_DELAY_MS.items())
     (target / "config.pbtxt").write_text(text)
     shutil.copy2(Path(__file__).with_name("slow_model.py"), target / "1" / "model.py")
+    # Compiled here: the backend stub would write 1/__pycache__ when it first loads the model,
+    # changing the directory's fingerprint, and the next triton_up would reload the model.
+    py_compile.compile(str(target / "1" / "model.py"), doraise=True)
     (target / "1" / "model.onnx").symlink_to(source / "1" / "model.onnx")
 
 
