@@ -70,15 +70,20 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The chaos suite REPEAT times in a row (flake hunting), then per-scenario pass counts from each
-# run's junit XML; fails unless every scenario passed every run.
-REPEAT    ?= 5
-CHAOS_DIR := .medstream-chaos
+# The chaos suite REPEAT times in a row (flake hunting), then per-run results and per-scenario
+# pass counts and durations from each run's junit XML; fails unless every scenario passed every
+# run. A hung test fails after 600 s (pytest-timeout, as in CI; the slowest scenario takes ~80 s)
+# and the session still stops what it started; a run never reuses a leftover of a killed one.
+# The state dir then holds this series only: logs per scenario, chaos-report.jsonl, runs/.
+REPEAT     ?= 5
+CHAOS_DIR  ?= $(or $(MEDSTREAM_CHAOS_STATE_DIR),.medstream-chaos)
+CHAOS_RUNS := $(CHAOS_DIR)/runs
 chaos: install
-	rm -rf $(CHAOS_DIR) && mkdir -p $(CHAOS_DIR)
+	rm -rf $(CHAOS_DIR) && mkdir -p $(CHAOS_RUNS)
 	for i in $$(seq 1 $(REPEAT)); do \
-		$(BIN)/pytest -q tests/chaos --junitxml=$(CHAOS_DIR)/run-$$i.xml || true; done
-	$(BIN)/python scripts/chaos_report.py $(CHAOS_DIR) --runs $(REPEAT)
+		$(BIN)/pytest -q -p no:cacheprovider tests/chaos --timeout=600 \
+			--junitxml=$(CHAOS_RUNS)/run-$$i.xml || true; done
+	$(BIN)/python scripts/chaos_report.py $(CHAOS_RUNS) --runs $(REPEAT)
 
 # Benchmark: model ceilings, naive baseline and medstream end to end in one run (< 10 min);
 # prints the tables and writes docs/benchmarks.md + docs/benchmarks.json. `medstream bench --quick` < 90 s.

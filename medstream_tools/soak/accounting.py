@@ -8,7 +8,6 @@ and appended to `<state dir>/chaos-report.jsonl` (docs/reliability.md quotes the
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -17,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from kafka import KafkaConsumer
 
 REL_TOL = 1e-4
@@ -98,23 +96,6 @@ def account(scenario: str, inputs: dict[str, str], predictions: list[Any],
     missing = unanswered(inputs, predictions, dead_letters)
     return Counts(scenario, len(inputs), sum(1 for e in inputs if e in preds),
                   sum(1 for e in inputs if e in dead), duplicates, len(missing), conflicting, extra)
-
-
-def event_id_of(record: Any) -> str:
-    """The event id an input record carries: JSON `event_id`, DICOM SOPInstanceUID, else key."""
-    value = record.value or b""
-    try:
-        if value[128:132] == b"DICM":
-            ds = pydicom.dcmread(io.BytesIO(value), stop_before_pixels=True)
-            return str(ds.SOPInstanceUID)
-        return str(json.loads(value)["event_id"])
-    except Exception:  # noqa: BLE001 - poison inputs are known by their key
-        return (record.key or b"").decode("utf-8", "replace")
-
-
-def input_ids(bootstrap: str, topics: tuple[str, ...]) -> set[str]:
-    """The event ids of every record the broker holds in the input `topics`."""
-    return {event_id_of(r) for t in topics for r in read_topic(bootstrap, t)}
 
 
 def settle(scenario: str, bootstrap: str, topics: tuple[str, str], inputs: dict[str, str],

@@ -1,6 +1,7 @@
 """The chaos suite's private stack settings, model repository and per-scenario topics.
 
-Ports and state dir (the reliability engineer's set by default) come from MEDSTREAM_CHAOS_*:
+Ports and state dir (the reliability engineer's set by default) come from MEDSTREAM_CHAOS_*
+(read in medstream_tools/soak/stack.py):
 KAFKA_PORT (9692), TRITON_PORT (HTTP; gRPC and metrics are +1 and +2; 8600), WEB_PORT (first
 worker web port; 6666), STATE_DIR (.medstream-chaos). The model repository holds the real
 models plus `*_slow` variants (tests/chaos/slow_model.py) for the slow-Triton scenario.
@@ -8,7 +9,7 @@ models plus `*_slow` variants (tests/chaos/slow_model.py) for the slow-Triton sc
 
 from __future__ import annotations
 
-import os
+import py_compile
 import re
 import shutil
 import uuid
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_worker import ROOT, WorkerProcess
+from chaos_worker import ROOT, ChaosWorker
 from kafka import KafkaAdminClient
 
 from medstream_tools.localstack.stack import StackConfig
 from medstream_tools.soak.fixture_scans import FIXTURE_MODEL, fixture_rules
+from medstream_tools.soak.stack import KAFKA_PORT, STATE_DIR, TRITON_PORT, WEB_PORT
 from worker.kinds import KINDS, default_models
 from worker.security import kafka_security
 from worker.settings import Settings
@@ -28,15 +30,10 @@ from worker.topics import topic_specs
 
 MODELS = default_models()  # one per input kind (worker/kinds/)
 SLOW_DELAY_MS = {"delay_min_ms": 1200, "delay_max_ms": 2400}  # the slow scenario's timeout: 2 s
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(f"MEDSTREAM_CHAOS_{name}", default))
-
-
-STATE_DIR = ROOT / os.environ.get("MEDSTREAM_CHAOS_STATE_DIR", ".medstream-chaos")
-KAFKA_PORT, TRITON_PORT, WEB_PORT = _env_int("KAFKA_PORT", 9692), _env_int("TRITON_PORT", 8600), \
-    _env_int("WEB_PORT", 6666)
+# Every port a session listens on: Tansu, noida-db (+1), the TLS broker and its proxy (+2, +3);
+# Triton HTTP/gRPC/metrics and the TLS Triton's (+3..+5); worker web ports (index 0..5).
+SESSION_PORTS = (*range(KAFKA_PORT, KAFKA_PORT + 4), *range(TRITON_PORT, TRITON_PORT + 6),
+                 *range(WEB_PORT, WEB_PORT + 6))
 
 
 def slow_variant(repo: Path, model: str) -> None:
@@ -51,6 +48,9 @@ def slow_variant(repo: Path, model: str) -> None:
                     for k, v in SLOW_DELAY_MS.items())
     (target / "config.pbtxt").write_text(text)
     shutil.copy2(Path(__file__).with_name("slow_model.py"), target / "1" / "model.py")
+    # Compiled here: the backend stub would write 1/__pycache__ when it first loads the model,
+    # changing the directory's fingerprint, and the next triton_up would reload the model.
+    py_compile.compile(str(target / "1" / "model.py"), doraise=True)
     (target / "1" / "model.onnx").symlink_to(source / "1" / "model.onnx")
 
 
@@ -73,15 +73,15 @@ class Scenario:
     settings: Settings
     env: dict[str, str]
     state_dir: Path
-    workers: list[WorkerProcess] = field(default_factory=list)  # stopped by the fixture
+    workers: list[ChaosWorker] = field(default_factory=list)  # stopped by the fixture
 
     @property
     def outputs(self) -> tuple[str, str]:
         return self.settings.topic_predictions, self.settings.topic_deadletter
 
-    def worker(self, index: int = 0) -> WorkerProcess:
+    def worker(self, index: int = 0) -> ChaosWorker:
         self.workers.append(
-            WorkerProcess(f"{self.name}-w{index}", self.env, WEB_PORT + index, self.state_dir))
+            ChaosWorker(f"{self.name}-w{index}", self.env, WEB_PORT + index, self.state_dir))
         return self.workers[-1]
 
     def stop_workers(self) -> None:

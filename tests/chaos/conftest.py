@@ -2,7 +2,9 @@
 
 The services are started with the local-stack modules (`medstream_tools.localstack`) on the
 ports of medstream_tools/soak/stack.py (MEDSTREAM_CHAOS_*) and stopped at the end of the session.
-A stack that does not come up fails the session: never a skip.
+A stack that does not come up fails the session: never a skip. Before it starts, the session
+claims its ports (processes.py): leftovers of a killed session in the same state dir are
+killed, any other process on a chaos port fails the session with its pid and command.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from chaos_stack import STATE_DIR, Scenario, make_scenario, model_repository
+from chaos_stack import SESSION_PORTS, STATE_DIR, Scenario, make_scenario, model_repository
+from processes import claim_ports
 
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
@@ -21,6 +24,13 @@ from medstream_tools.soak.stack import private_stack
 def chaos_stack() -> Iterator[StackConfig]:
     """Tansu (memory storage) + Triton on the chaos ports, stopped after the session."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
+    killed, foreign = claim_ports(SESSION_PORTS, STATE_DIR)
+    for line in killed:
+        print(f"[chaos] killed a leftover of an earlier session: {line}")
+    if foreign:
+        pytest.fail(f"chaos ports taken by processes that this state dir ({STATE_DIR}) did not "
+                    "start; stop them or choose other MEDSTREAM_CHAOS_* ports:\n"
+                    + "\n".join(foreign), pytrace=False)
     cfg = private_stack(STATE_DIR, model_repository(STATE_DIR))
     try:
         broker_up(cfg)

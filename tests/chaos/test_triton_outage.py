@@ -13,6 +13,7 @@ import signal
 import time
 
 import pytest
+from processes import shm_regions
 
 from medstream_tools.localstack import triton as local_triton
 from medstream_tools.localstack.stack import triton_up
@@ -38,8 +39,11 @@ def test_triton_killed_mid_stream_then_restarted(scenario, chaos_stack) -> None:
         wait_for("the worker to serve", lambda: worker.consumed() >= 60, 60)
         pid = local_triton.service(chaos_stack.state_dir).pid()
         assert pid is not None
+        regions = shm_regions(pid)
         os.killpg(pid, signal.SIGKILL)
         killed_at = time.monotonic()
+        for region in regions:  # what its backend stubs would have removed on a clean exit
+            region.unlink(missing_ok=True)
 
         wait_for("/ready to answer 503", lambda: worker.ready_status() == 503, 30)
         wait_for("both breakers to open", lambda: sum_by(

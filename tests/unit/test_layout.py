@@ -36,11 +36,7 @@ OPTIONAL_IMPORTS = {
     "ships in the scipy wheel, R peaks via scipy.signal; without scipy a clear SourceError",
 }
 SUPPORT_DIRS = ("tests/support", "tests/chaos", "tests/integration", "medstream_tools/soak")
-KNOWN_DUPLICATES = {
-    # tests/chaos/chaos_stack.py is being reworked with the nested settings; after that merge
-    # it takes STATE_DIR and the ports from medstream_tools.soak.stack and loses its copy.
-    "_env_int": "tests/chaos/chaos_stack.py",
-}
+KNOWN_DUPLICATES: dict[str, str] = {}  # name -> the second module allowed to define it
 
 
 def module_name(path: Path) -> str:
