@@ -1,0 +1,101 @@
+"""The max_batch_size grid's pure parts: config variants, perf_analyzer CSV, medians, choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medstream_tools.bench import gridreport, report
+from medstream_tools.bench.gridserver import variant_config, variant_name, write_variant
+
+CONFIG = 'name: "chest"\nbackend: "onnxruntime"\nmax_batch_size: 4\ninput [\n]\n'
+CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+       "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+       "p50 latency,p90 latency,p95 latency,p99 latency\n"
+       "4,30.4712,20,2120,5824,138,120817,1455,3,108730,210682,244589,267044\n")
+
+
+def test_a_variant_renames_the_model_and_changes_only_max_batch_size() -> None:
+    out = variant_config(CONFIG, variant_name("chest", 16), 16)
+    assert out == CONFIG.replace('"chest"', '"chest_mbs16"').replace("size: 4", "size: 16")
+    with pytest.raises(ValueError):
+        variant_config('backend: "onnxruntime"\n', "x", 2)
+
+
+def test_a_variant_links_the_built_onnx_file(tmp_path: Path) -> None:
+    built = tmp_path / "built" / "chest"
+    (built / "1").mkdir(parents=True)
+    (built / "config.pbtxt").write_text(CONFIG)
+    (built / "1" / "model.onnx").write_bytes(b"onnx")
+    name = write_variant(tmp_path / "repo", built, 2)
+    variant = tmp_path / "repo" / name
+    assert name == "chest_mbs2" and "max_batch_size: 2" in (variant / "config.pbtxt").read_text()
+    assert (variant / "1" / "model.onnx").is_symlink()
+    assert (variant / "1" / "model.onnx").read_bytes() == b"onnx"
+    assert (built / "config.pbtxt").read_text() == CONFIG  # the built model is untouched
+
+
+def test_perf_analyzer_csv_in_milliseconds() -> None:
+    row = gridreport.parse_perf_csv(CSV)
+    assert row["infer_per_s"] == pytest.approx(30.4712)
+    assert (row["p50_ms"], row["p99_ms"]) == (pytest.approx(108.73), pytest.approx(267.044))
+    assert (row["queue_ms"], row["compute_ms"]) == (pytest.approx(5.824), pytest.approx(120.817))
+    with pytest.raises(ValueError):
+        gridreport.parse_perf_csv(CSV.splitlines()[0])
+
+
+def test_triton_counters_by_model() -> None:
+    text = ('nv_inference_count{model="a_mbs4",version="1"} 126\n'
+            'nv_inference_count{model="a_mbs16",version="1"} 7\n')
+    assert gridreport.counter(text, "nv_inference_count", "a_mbs4") == 126.0
+    assert gridreport.counter(text, "nv_inference_exec_count", "a_mbs4") == 0.0
+
+
+def _point(size: int, conc: int, infer: float, p99: float, rnd: int = 0) -> dict:
+    return {"round": rnd, "model": "m", "max_batch_size": size, "concurrency": conc,
+            "infer_per_s": infer, "p50_ms": p99 / 2, "p99_ms": p99, "cpu_ms_per_image": 30.0,
+            "mean_exec_batch": 1.0, "queue_ms": 1.0, "compute_ms": 20.0, "cpu_wait_share": 0.5}
+
+
+def test_medians_over_rounds_with_their_spread() -> None:
+    cells = gridreport.medians([_point(4, 4, v, 100.0, r) for r, v in enumerate((10, 30, 20))])
+    row = cells["m", 4, 4]
+    assert (row["infer_per_s"], row["infer_min"], row["infer_max"], row["rounds"]) == (20, 10, 30, 3)
+
+
+# (size, concurrency) -> (median infer/s, median p99 ms)
+GRID = {(1, 1): (20, 90), (2, 1): (20, 95), (4, 1): (20, 90), (8, 1): (19, 90),
+        (1, 4): (25, 300), (2, 4): (44, 170), (4, 4): (50, 150), (8, 4): (51, 160),
+        (1, 16): (25, 900), (2, 16): (42, 500), (4, 16): (52, 520), (8, 16): (53, 480)}
+
+
+def test_the_choice_keeps_sizes_near_the_best_throughput_then_takes_the_lowest_p99() -> None:
+    cells = gridreport.medians([_point(s, c, v, p) for (s, c), (v, p) in GRID.items()])
+    choice = gridreport.choose(cells, "m")
+    assert choice["concurrencies"] == [4, 16]  # concurrency 1 cannot batch
+    assert not choice["sizes"][1]["kept"] and choice["sizes"][1]["below_best_at"] == [4, 16]
+    assert choice["sizes"][2]["below_best_at"] == [4, 16]  # 44 < 0.95 x 51, 42 < 0.95 x 53
+    assert choice["sizes"][4]["kept"] and choice["sizes"][8]["kept"]
+    assert choice["max_batch_size"] == 8  # worst p99 480 ms vs 520 ms for 4
+    assert "**max_batch_size 8**" in gridreport.choice_line(choice)
+
+
+def test_equal_candidates_go_to_the_smaller_size() -> None:
+    grid = {(s, c): (50, 200) for s in (2, 4, 8) for c in (1, 4)}
+    cells = gridreport.medians([_point(s, c, v, p) for (s, c), (v, p) in grid.items()])
+    assert gridreport.choose(cells, "m")["max_batch_size"] == 2
+
+
+def test_the_block_replaces_its_previous_version() -> None:
+    result = {"when": "now", "duration_s": 1.0, "rounds": 1, "load_avg_start": 1.0,
+              "setup": "test", "models": ["m"],
+              "points": [_point(s, c, v, p) for (s, c), (v, p) in GRID.items()]}
+    block = gridreport.render(result)
+    assert block.startswith(gridreport.BEGIN) and block.endswith(gridreport.END)
+    assert "| m | 8 | 16 | 53.0 (53.0-53.0) |" in block
+    old = f"# B\n\nintro\n\n{gridreport.BEGIN}\nx\n{gridreport.END}\n\nafter\n"
+    text = report.replace_block(old, gridreport.BEGIN, gridreport.END, block)
+    assert text == old.replace(f"{gridreport.BEGIN}\nx\n{gridreport.END}", block)
+    appended = report.replace_block("# B\n", gridreport.BEGIN, gridreport.END, block)
+    assert appended == f"# B\n\n{block}\n"
