@@ -90,11 +90,15 @@ async def _triton_run(client: grpcclient.InferenceServerClient, model: str, inpu
 async def triton_ceiling(grpc_url: str, model: str, input_name: str, sample: np.ndarray,
                          batch_sizes: tuple[int, ...], concurrencies: tuple[int, ...],
                          duration_s: float) -> dict:
-    """Triton gRPC: items/s for every (batch, concurrency), the best, and batch-1 latency."""
+    """Triton gRPC: items/s for every (batch, concurrency), the best, and batch-1 latency.
+
+    Batch sizes above the model's max_batch_size (Triton refuses them) are left out."""
     client = grpcclient.InferenceServerClient(grpc_url)
     try:
+        config = await client.get_model_config(model, as_json=True)
+        limit = int(config["config"]["max_batch_size"])
         grid: dict[str, dict] = {}
-        for size in batch_sizes:
+        for size in [b for b in batch_sizes if b <= limit] or [limit]:
             data = _batch(sample, size)
             for conc in concurrencies:
                 rate, lat = await _triton_run(client, model, input_name, data, conc, duration_s)
