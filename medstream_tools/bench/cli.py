@@ -8,7 +8,7 @@ import logging
 from operator import attrgetter
 from pathlib import Path
 
-from medstream_tools.bench import machine, report, runner
+from medstream_tools.bench import machine, report, runner, study
 from medstream_tools.bench.stack import local_stack
 from medstream_tools.bench.workloads import workloads
 from worker.settings import Settings
@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "scans-densenet121, whatever the plan)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown report (its .json sibling gets the raw figures)")
+    parser.add_argument("--study", action="store_true",
+                        help="only the study completion latency (medstream_tools/bench/study.py)")
+    parser.add_argument("--study-instances", type=int, default=300, help="instances of the study")
+    parser.add_argument("--study-runs", type=int, default=3, help="runs (the median is reported)")
+    parser.add_argument("--study-quiet-s", type=float, default=2.0, help="the study quiet timer")
     parser.set_defaults(func=run)
 
 
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
+    if args.study:
+        return study.main(args, settings)
     plan = runner.QUICK if args.quick else runner.FULL
     catalogue = workloads(settings.scan.model, settings.vitals.model)
     chosen = [catalogue[name] for name in selected(plan, args.kind, list(catalogue))]
