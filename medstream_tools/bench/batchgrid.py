@@ -4,11 +4,11 @@
         [--models chest_xray_pneumonia,brain_mri_tumour] [--sizes 1,2,4,8,16]
         [--concurrencies 1,4,16] [--rounds 3] [--out docs/benchmarks.md]
 
-For every round, model and max_batch_size (ascending in even rounds, descending in odd ones,
-so drift over the run does not favour one end), one config variant is loaded into a private
-tritonserver (`gridserver`: the shared stack is untouched), warmed up, and driven by Triton's
-`perf_analyzer` (C++ client of the tritonclient wheel) with single-image requests at each
-concurrency: the dynamic batcher forms the batches, up to max_batch_size. Per point: infer/s,
+Every max_batch_size variant of a model is loaded into a private tritonserver (`gridserver`:
+the shared stack is untouched) and warmed up; then, round after round and concurrency after
+concurrency, the variants are driven back to back (rotating order) by Triton's
+`perf_analyzer` (C++ client of the tritonclient wheel) with single-image requests: the
+dynamic batcher forms the batches, up to max_batch_size. Per point: infer/s,
 p50/p99 latency and server queue/compute time (perf_analyzer), executed batches
 (`nv_inference_count / nv_inference_exec_count`), and Triton's CPU per image: the server and
 its python-backend stubs from /proc (procstat), over the same interval, divided by the images
@@ -95,37 +95,51 @@ def measure(server: GridServer, name: str, concurrency: int, env: dict[str, str]
             "cpu_wait_share": wait / (wait + cpu) if wait + cpu > 0 else None}
 
 
+def _order(sizes: tuple[int, ...], step: int) -> tuple[int, ...]:
+    """The sizes rotated by `step`, reversed on odd steps: each size takes each position."""
+    turn = step % len(sizes)
+    rotated = sizes[turn:] + sizes[:turn]
+    return rotated if step % 2 == 0 else tuple(reversed(rotated))
+
+
 def run(repository: Path, models: tuple[str, ...], sizes: tuple[int, ...],
         concurrencies: tuple[int, ...], rounds: int, log_dir: Path | None = None) -> dict:
-    """The whole grid; returns the JSON-able result (every point of every round)."""
+    """The whole grid; returns the JSON-able result (every point of every round).
+
+    All variants of one model are loaded together, so that within a round the sizes are
+    measured back to back at each concurrency (in a rotating order): the neighbours' load
+    drifts over minutes, and a comparison within seconds is the fair one."""
     started, load_avg = time.time(), round(os.getloadavg()[0], 2)
     points = []
     with tempfile.TemporaryDirectory(prefix="medstream-pa-") as tmp:
         scratch = Path(tmp)
         env = perf_analyzer_env(scratch / "libs")
         with grid_server([repository / m for m in models], sizes, log_dir) as server:
-            for rnd in range(rounds):
-                order = sizes if rnd % 2 == 0 else tuple(reversed(sizes))
-                for model in models:
-                    for size in order:
-                        name = variant_name(model, size)
-                        server.load(name)
-                        try:
-                            _perf_analyzer(server, name, 2, 8, env, scratch / "warm.csv")
-                            for conc in concurrencies:
-                                point = measure(server, name, conc, env, scratch)
-                                points.append({"round": rnd, "model": model, "max_batch_size": size,
-                                               "concurrency": conc, **point})
+            for model in models:
+                names = {size: variant_name(model, size) for size in sizes}
+                for name in names.values():
+                    server.load(name)
+                    _perf_analyzer(server, name, 2, 8, env, scratch / "warm.csv")
+                try:
+                    for rnd in range(rounds):
+                        for step, conc in enumerate(concurrencies):
+                            for size in _order(sizes, rnd * len(concurrencies) + step):
+                                point = measure(server, names[size], conc, env, scratch)
+                                points.append({"round": rnd, "model": model,
+                                               "max_batch_size": size, "concurrency": conc,
+                                               **point})
                                 print(json.dumps(points[-1]), flush=True)
-                        finally:
-                            server.unload(name)
+                finally:
+                    for name in names.values():
+                        server.unload(name)
     return {"when": datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": time.time() - started, "load_avg_start": load_avg, "rounds": rounds,
             "models": list(models), "sizes": list(sizes), "concurrencies": list(concurrencies),
             "setup": (f"private tritonserver, onnxruntime python-backend shim, each model's built "
-                      f"config.pbtxt with only max_batch_size changed; perf_analyzer gRPC, "
-                      f"single-image requests, count windows of >= {REQUESTS_PER_WINDOW} "
-                      f"requests; medians over {rounds} rounds, sizes in alternating order"),
+                      f"config.pbtxt with only max_batch_size changed (all sizes of a model "
+                      f"loaded together, measured back to back in a rotating order); "
+                      f"perf_analyzer gRPC, single-image requests, count windows of >= "
+                      f"{REQUESTS_PER_WINDOW} requests; medians over {rounds} rounds"),
             "points": points}
 
 
@@ -151,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.concurrencies, args.rounds)
     block = gridreport.render(result)
     print(block)
-    text = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
-    args.out.write_text(report.replace_block(text, gridreport.BEGIN, gridreport.END, block))
-    args.out.with_name(f"{args.out.stem}-grid.json").write_text(
-        json.dumps(result, indent=2, sort_keys=True) + "\n")
+    report.write_section(args.out, gridreport.BEGIN, gridreport.END, block, result, "grid")
     return 0
 
 

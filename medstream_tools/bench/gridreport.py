@@ -12,8 +12,8 @@ from collections.abc import Sequence
 BEGIN, END = "<!-- grid:begin -->", "<!-- grid:end -->"
 FIGURES = ("infer_per_s", "p50_ms", "p99_ms", "cpu_ms_per_image", "mean_exec_batch",
            "queue_ms", "compute_ms", "cpu_wait_share")
-TOLERANCE = 0.05
-"""Throughputs within this fraction of the best count as equal (the shared machine's noise)."""
+TOLERANCE = 0.10
+"""Relative throughputs this close to the best count as equal (the shared machine's noise)."""
 
 
 def parse_perf_csv(text: str) -> dict[str, float]:
@@ -38,15 +38,26 @@ def counter(metrics_text: str, name: str, model: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def medians(points: Sequence[dict]) -> dict[tuple[str, int, int], dict[str, float]]:
-    """(model, max_batch_size, concurrency) -> median of every figure over the rounds, plus
-    the number of rounds and the spread (min, max) of throughput."""
-    cells: dict[tuple[str, int, int], list[dict]] = {}
+def relative(points: Sequence[dict]) -> list[dict]:
+    """The points with `relative`: infer/s as a fraction of the best size's in the same round
+    at the same concurrency (measured back to back, so the neighbours' load cancels)."""
+    best: dict[tuple, float] = {}
     for p in points:
+        key = (p["model"], p["round"], p["concurrency"])
+        best[key] = max(best.get(key, 0.0), p["infer_per_s"])
+    return [{**p, "relative": p["infer_per_s"] / best[p["model"], p["round"], p["concurrency"]]}
+            for p in points]
+
+
+def medians(points: Sequence[dict]) -> dict[tuple[str, int, int], dict[str, float]]:
+    """(model, max_batch_size, concurrency) -> median of every figure over the rounds (and of
+    `relative`), plus the number of rounds and the spread (min, max) of throughput."""
+    cells: dict[tuple[str, int, int], list[dict]] = {}
+    for p in relative(points):
         cells.setdefault((p["model"], p["max_batch_size"], p["concurrency"]), []).append(p)
     out = {}
     for key, ps in cells.items():
-        row = {f: statistics.median(p[f] for p in ps) for f in FIGURES
+        row = {f: statistics.median(p[f] for p in ps) for f in (*FIGURES, "relative")
                if all(p.get(f) is not None for p in ps)}
         row["rounds"] = len(ps)
         row["infer_min"] = min(p["infer_per_s"] for p in ps)
@@ -57,32 +68,27 @@ def medians(points: Sequence[dict]) -> dict[tuple[str, int, int], dict[str, floa
 
 def choose(cells: dict[tuple[str, int, int], dict[str, float]], model: str,
            tolerance: float = TOLERANCE) -> dict:
-    """The max_batch_size for `model`: among the sizes whose median throughput is within
-    `tolerance` of the best at **every** concurrency with more than one request in flight
-    (where batching can happen), the one with the lowest worst-case p99 across those
-    concurrencies; ties go to the smaller size (less queueing, smaller worker requests).
-    Returns the choice and, per size, why it was kept or dropped."""
+    """The max_batch_size for `model`: the smallest size whose worst relative throughput over
+    the concurrencies with more than one request in flight (where batching can happen) is
+    within `tolerance` of the best size's. Smaller sizes queue less per request and make the
+    worker's requests smaller. Returns the choice and each size's score."""
     mine = {(s, c): row for (m, s, c), row in cells.items() if m == model}
     sizes = sorted({s for s, _ in mine})
     loaded = sorted({c for _, c in mine if c > 1}) or sorted({c for _, c in mine})
-    best = {c: max(mine[s, c]["infer_per_s"] for s in sizes if (s, c) in mine) for c in loaded}
-    verdicts = {}
-    for s in sizes:
-        short = [c for c in loaded if (s, c) not in mine
-                 or mine[s, c]["infer_per_s"] < (1 - tolerance) * best[c]]
-        worst_p99 = max((mine[s, c]["p99_ms"] for c in loaded if (s, c) in mine), default=None)
-        verdicts[s] = {"kept": not short, "below_best_at": short, "worst_p99_ms": worst_p99}
-    kept = [s for s in sizes if verdicts[s]["kept"]]
-    chosen = min(kept, key=lambda s: (verdicts[s]["worst_p99_ms"], s))
-    return {"model": model, "max_batch_size": chosen, "tolerance": tolerance,
-            "concurrencies": loaded, "best_infer_per_s": best, "sizes": verdicts}
+    scores = {s: min(mine[s, c]["relative"] if (s, c) in mine else 0.0 for c in loaded)
+              for s in sizes}
+    best = max(scores.values())
+    kept = [s for s in sizes if scores[s] >= best - tolerance]
+    return {"model": model, "max_batch_size": kept[0], "tolerance": tolerance,
+            "concurrencies": loaded, "scores": scores, "kept": kept}
 
 
 def _n(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-GRID_HEAD = ("model", "max_batch_size", "concurrency", "infer/s (min-max)", "p50 ms", "p99 ms",
+GRID_HEAD = ("model", "max_batch_size", "concurrency", "infer/s (min-max)", "of the best",
+             "p50 ms", "p99 ms",
              "mean executed batch", "queue ms", "compute ms", "Triton CPU ms/image", "CPU wait")
 
 
@@ -93,6 +99,7 @@ def grid_rows(cells: dict[tuple[str, int, int], dict[str, float]]) -> list[tuple
         wait = r.get("cpu_wait_share")
         rows.append((model, str(size), str(conc),
                      f"{_n(r['infer_per_s'])} ({_n(r['infer_min'])}-{_n(r['infer_max'])})",
+                     _n(r["relative"], 2),
                      _n(r["p50_ms"], 0), _n(r["p99_ms"], 0), _n(r.get("mean_exec_batch"), 2),
                      _n(r.get("queue_ms"), 0), _n(r.get("compute_ms"), 0),
                      _n(r.get("cpu_ms_per_image")), "-" if wait is None else f"{100 * wait:.0f}%"))
@@ -100,14 +107,11 @@ def grid_rows(cells: dict[tuple[str, int, int], dict[str, float]]) -> list[tuple
 
 
 def choice_line(choice: dict) -> str:
-    """One sentence: the chosen size and why the others were dropped."""
-    dropped = [f"{s} (below the best at concurrency {', '.join(map(str, v['below_best_at']))})"
-               for s, v in choice["sizes"].items() if not v["kept"]]
-    kept = [f"{s} (worst p99 {_n(v['worst_p99_ms'], 0)} ms)"
-            for s, v in choice["sizes"].items() if v["kept"]]
-    return (f"`{choice['model']}`: **max_batch_size {choice['max_batch_size']}**; within "
-            f"{choice['tolerance']:.0%} of the best throughput at every concurrency: "
-            f"{', '.join(kept)}" + (f"; dropped: {', '.join(dropped)}" if dropped else ""))
+    """One sentence: the chosen size and every size's score."""
+    scores = ", ".join(f"{s}: {v:.2f}" for s, v in choice["scores"].items())
+    return (f"`{choice['model']}`: **max_batch_size {choice['max_batch_size']}**, the smallest "
+            f"within {choice['tolerance']:.2f} of the best worst-case relative throughput at "
+            f"concurrency {', '.join(map(str, choice['concurrencies']))} ({scores})")
 
 
 def render(result: dict) -> str:

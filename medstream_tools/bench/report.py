@@ -204,6 +204,16 @@ def write_markdown(path: Path, result: dict) -> None:
     path.write_text(replace_block(text, BEGIN, END, block))
 
 
+def write_section(path: Path, begin: str, end: str, block: str, result: dict,
+                  suffix: str) -> None:
+    """Replace one generated block of the Markdown file `path` (a sub-mode's), and write the
+    sub-mode's raw result beside it as `<stem>-<suffix>.json`."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    path.write_text(replace_block(text, begin, end, block))
+    path.with_name(f"{path.stem}-{suffix}.json").write_text(
+        json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
 def write_json(path: Path, result: dict) -> None:
     """The full result, with the derived ratios added per workload."""
     enriched = {**result, "workloads": [{**row, "ratios": ratios(row)}

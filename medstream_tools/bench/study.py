@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -112,8 +111,5 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                                      args.study_quiet_s, settings.studies.tick_s))
     block = studylatency.render(result)
     print(block)
-    text = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
-    args.out.write_text(report.replace_block(text, studylatency.BEGIN, studylatency.END, block))
-    args.out.with_name(f"{args.out.stem}-study.json").write_text(
-        json.dumps(result, indent=2, sort_keys=True) + "\n")
+    report.write_section(args.out, studylatency.BEGIN, studylatency.END, block, result, "study")
     return 0
