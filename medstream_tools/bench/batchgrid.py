@@ -2,7 +2,7 @@
 
     python -m medstream_tools.bench.batchgrid [--repository triton_models]
         [--models chest_xray_pneumonia,brain_mri_tumour] [--sizes 1,2,4,8,16]
-        [--concurrencies 1,4,16] [--rounds 3] [--out docs/benchmarks.md]
+        [--concurrencies 1,4,16] [--rounds 3] [--out docs/benchmarks.md] [--render GRID_JSON]
 
 Every max_batch_size variant of a model is loaded into a private tritonserver (`gridserver`:
 the shared stack is untouched) and warmed up; then, round after round and concurrency after
@@ -160,9 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown file whose grid block is replaced; raw points go to "
                              "<out>-grid.json")
+    parser.add_argument("--render", type=Path, default=None, metavar="GRID_JSON",
+                        help="measure nothing: render the block from a saved grid")
     args = parser.parse_args(argv)
-    result = run(args.repository, tuple(args.models.split(",")), args.sizes,
-                 args.concurrencies, args.rounds)
+    if args.render is not None:
+        result = json.loads(args.render.read_text())
+    else:
+        result = run(args.repository, tuple(args.models.split(",")), args.sizes,
+                     args.concurrencies, args.rounds)
     block = gridreport.render(result)
     print(block)
     report.write_section(args.out, gridreport.BEGIN, gridreport.END, block, result, "grid")

@@ -66,20 +66,25 @@ def medians(points: Sequence[dict]) -> dict[tuple[str, int, int], dict[str, floa
     return out
 
 
-def choose(cells: dict[tuple[str, int, int], dict[str, float]], model: str,
+def choose(points: Sequence[dict], models: Sequence[str],
            tolerance: float = TOLERANCE) -> dict:
-    """The max_batch_size for `model`: the smallest size whose worst relative throughput over
-    the concurrencies with more than one request in flight (where batching can happen) is
-    within `tolerance` of the best size's. Smaller sizes queue less per request and make the
-    worker's requests smaller. Returns the choice and each size's score."""
-    mine = {(s, c): row for (m, s, c), row in cells.items() if m == model}
-    sizes = sorted({s for s, _ in mine})
-    loaded = sorted({c for _, c in mine if c > 1}) or sorted({c for _, c in mine})
-    scores = {s: min(mine[s, c]["relative"] if (s, c) in mine else 0.0 for c in loaded)
-              for s in sizes}
+    """One max_batch_size for `models` (pooled: the imported models share Xception's body and
+    input, so their cost is the same and pooling doubles the samples): the smallest size whose
+    worst median relative throughput over the concurrencies with more than one request in
+    flight (where batching can happen) is within `tolerance` of the best size's. Smaller sizes
+    queue less per request and make the worker's requests smaller. Returns the choice and
+    every size's score."""
+    mine = relative([p for p in points if p["model"] in models])
+    cells: dict[tuple[int, int], list[float]] = {}
+    for p in mine:
+        cells.setdefault((p["max_batch_size"], p["concurrency"]), []).append(p["relative"])
+    sizes = sorted({s for s, _ in cells})
+    loaded = sorted({c for _, c in cells if c > 1}) or sorted({c for _, c in cells})
+    scores = {s: min(statistics.median(cells[s, c]) if (s, c) in cells else 0.0
+                     for c in loaded) for s in sizes}
     best = max(scores.values())
     kept = [s for s in sizes if scores[s] >= best - tolerance]
-    return {"model": model, "max_batch_size": kept[0], "tolerance": tolerance,
+    return {"models": list(models), "max_batch_size": kept[0], "tolerance": tolerance,
             "concurrencies": loaded, "scores": scores, "kept": kept}
 
 
@@ -109,17 +114,21 @@ def grid_rows(cells: dict[tuple[str, int, int], dict[str, float]]) -> list[tuple
 def choice_line(choice: dict) -> str:
     """One sentence: the chosen size and every size's score."""
     scores = ", ".join(f"{s}: {v:.2f}" for s, v in choice["scores"].items())
-    return (f"`{choice['model']}`: **max_batch_size {choice['max_batch_size']}**, the smallest "
-            f"within {choice['tolerance']:.2f} of the best worst-case relative throughput at "
-            f"concurrency {', '.join(map(str, choice['concurrencies']))} ({scores})")
+    return (f"{', '.join(f'`{m}`' for m in choice['models'])}: **max_batch_size "
+            f"{choice['max_batch_size']}**, the smallest within {choice['tolerance']:.2f} of the "
+            f"best worst-case relative throughput at concurrency "
+            f"{', '.join(map(str, choice['concurrencies']))} (size: score {scores})")
 
 
 def render(result: dict) -> str:
-    """The Markdown block: settings, the grid of medians and the choice per model."""
+    """The Markdown block: settings, the grid of medians, each model's choice and the pooled
+    one."""
     cells = medians(result["points"])
     head = "| " + " | ".join(GRID_HEAD) + " |\n|" + "---|" * len(GRID_HEAD)
     table = "\n".join([head] + ["| " + " | ".join(r) + " |" for r in grid_rows(cells)])
-    choices = "\n".join(f"- {choice_line(choose(cells, m))}" for m in result["models"])
+    lines = [f"- {choice_line(choose(result['points'], [m]))}" for m in result["models"]]
+    pooled = choose(result["points"], result["models"])
+    choices = "\n".join([*lines, f"- pooled, **the choice**: {choice_line(pooled)}"])
     return (f"{BEGIN}\n### max_batch_size grid ({result['when']}, {result['duration_s']:.0f} s, "
             f"{result['rounds']} rounds, load avg {result['load_avg_start']} at start)\n\n"
             f"`python -m medstream_tools.bench.batchgrid`: {result['setup']}\n\n{table}\n\n"

@@ -80,21 +80,34 @@ GRID = {(1, 1): (20, 90), (2, 1): (20, 95), (4, 1): (20, 90), (8, 1): (19, 90),
         (1, 16): (25, 900), (2, 16): (42, 500), (4, 16): (52, 520), (8, 16): (53, 480)}
 
 
+def _grid(model: str = "m", grid: dict = GRID) -> list[dict]:
+    return [{**_point(s, c, v, p), "model": model} for (s, c), (v, p) in grid.items()]
+
+
 def test_the_choice_is_the_smallest_size_near_the_best_worst_case_throughput() -> None:
-    cells = gridreport.medians([_point(s, c, v, p) for (s, c), (v, p) in GRID.items()])
-    choice = gridreport.choose(cells, "m")
+    choice = gridreport.choose(_grid(), ["m"])
     assert choice["concurrencies"] == [4, 16]  # concurrency 1 cannot batch
     # worst of (of the best at 4, of the best at 16): 1 -> 25/53, 2 -> 42/53, 4 -> 50/51
     assert choice["scores"] == pytest.approx({1: 25 / 53, 2: 42 / 53, 4: 50 / 51, 8: 1.0})
     assert choice["kept"] == [4, 8] and choice["max_batch_size"] == 4
     assert "**max_batch_size 4**" in gridreport.choice_line(choice)
-    assert gridreport.choose(cells, "m", tolerance=0.25)["max_batch_size"] == 2
+    assert gridreport.choose(_grid(), ["m"], tolerance=0.25)["max_batch_size"] == 2
+
+
+def test_models_of_the_same_cost_are_pooled() -> None:
+    # b alone prefers 2; pooled with a (which prefers 4 and 8), the medians of both decide
+    rates = {1: 30.0, 2: 50.0, 4: 47.0, 8: 30.0}
+    other = {(s, c): (rates[s], 100) for s in rates for c in (1, 4, 16)}
+    points = _grid("a") + _grid("b", other)
+    assert gridreport.choose(points, ["b"], tolerance=0.05)["max_batch_size"] == 2
+    pooled = gridreport.choose(points, ["a", "b"], tolerance=0.05)
+    assert pooled["models"] == ["a", "b"] and pooled["max_batch_size"] == 4
+    assert pooled["scores"][4] == pytest.approx((50 / 51 + 47 / 50) / 2)  # the median of two
 
 
 def test_the_block_replaces_its_previous_version() -> None:
     result = {"when": "now", "duration_s": 1.0, "rounds": 1, "load_avg_start": 1.0,
-              "setup": "test", "models": ["m"],
-              "points": [_point(s, c, v, p) for (s, c), (v, p) in GRID.items()]}
+              "setup": "test", "models": ["m"], "points": _grid()}
     block = gridreport.render(result)
     assert block.startswith(gridreport.BEGIN) and block.endswith(gridreport.END)
     assert "| m | 8 | 16 | 53.0 (53.0-53.0) | 1.00 | 240 | 480 |" in block
