@@ -19,6 +19,7 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
 _TIMEOUT_S = 30.0
+_MIN_REQUESTS = 8  # per loop: a slow model (~50 ms an image) gets more than a few in `duration_s`
 
 
 def _batch(sample: np.ndarray, size: int) -> np.ndarray:
@@ -70,7 +71,9 @@ async def _triton_run(client: grpcclient.InferenceServerClient, model: str, inpu
 
     async def loop(stop_at: float) -> None:
         nonlocal done
-        while time.perf_counter() < stop_at:
+        sent = 0
+        while time.perf_counter() < stop_at or sent < _MIN_REQUESTS:
+            sent += 1
             inp = grpcclient.InferInput(input_name, list(data.shape), dtype)
             inp.set_data_from_numpy(data)
             t0 = time.perf_counter()

@@ -62,6 +62,7 @@ def render(result: dict) -> str:
             "minus quiet_s", "result latency_s", "study wall s")
     rows = [(str(n + 1), *(f"{r[f]:.2f}" for f in FIGURES)) for n, r in enumerate(result["runs"])]
     rows.append(("**median**", *(f"**{v:.2f}**" for v in summary(result["runs"]).values())))
+    runs = f"{len(result['runs'])} run{'s' if len(result['runs']) != 1 else ''}"
     table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                       + ["| " + " | ".join(r) + " |" for r in rows])
     return (f"{BEGIN}\n### Study completion latency ({result['when']}, load avg "
@@ -69,5 +70,5 @@ def render(result: dict) -> str:
             f"One study of {result['instances']} {result['what']} (one StudyInstanceUID, one "
             f"series, real pixel data) sent as fast as the broker takes it to a fresh worker "
             f"with studies enabled (`quiet_s` {result['quiet_s']:g} s, `tick_s` "
-            f"{result['tick_s']:g} s), {len(result['runs'])} runs; every run gave one `final` "
+            f"{result['tick_s']:g} s), {runs}; every run gave one `final` "
             f"result counting every instance as predicted.\n\n{table}\n{END}")

@@ -79,10 +79,13 @@ class Workload:
         """The general (pydicom) path for gray128 scans; None where there is no other path."""
         return decode_scan_pydicom if self.kind == "scan" and not self.bundled else None
 
-    def routing_rules(self, folder: Path) -> Path:
+    def routing_rules(self, folder: Path) -> Path | None:
         """The rules file the benchmark worker routes this workload's scans by: the shipped
-        rules for the bundled workloads, else fixture rules sending the corpus (headed as PA
-        chest radiographs) to the model under measurement."""
+        rules for the bundled workloads, fixture rules sending the corpus (headed as PA chest
+        radiographs) to the model under measurement for the other scan workloads; None (the
+        worker's default) for vitals."""
+        if self.kind != "scan":
+            return None
         if self.bundled:
             return SHIPPED_RULES
         return fixture_rules(folder / f"bench-routing-{self.name}.yaml", self.model)

@@ -62,3 +62,8 @@ def test_the_densenet_stand_in_declares_what_its_fixture_rules_route(tmp_path: P
     rules = load_rules(workload.routing_rules(tmp_path))
     assert rules.models == (densenet.NAME,)
     assert set(check_rules(rules, {densenet.NAME: info})) == {densenet.NAME}
+
+
+def test_vitals_workers_keep_the_default_scan_rules(tmp_path: Path) -> None:
+    assert CATALOGUE["vitals"].routing_rules(tmp_path) is None
+    assert load_rules(CATALOGUE["scans-ct512"].routing_rules(tmp_path)).models == ("scan_cnn",)
