@@ -2,7 +2,7 @@
 
     python -m medstream_tools.bench.batchgrid [--repository triton_models]
         [--models chest_xray_pneumonia,brain_mri_tumour] [--sizes 1,2,4,8,16]
-        [--concurrencies 1,4,16] [--rounds 3] [--out docs/benchmarks.md] [--render GRID_JSON]
+        [--concurrencies 1,4,16] [--rounds 3] [--out docs/benchmarks.md] [--render GRID_JSON...]
 
 Every max_batch_size variant of a model is loaded into a private tritonserver (`gridserver`:
 the shared stack is untouched) and warmed up; then, round after round and concurrency after
@@ -139,7 +139,7 @@ def run(repository: Path, models: tuple[str, ...], sizes: tuple[int, ...],
                       f"config.pbtxt with only max_batch_size changed (all sizes of a model "
                       f"loaded together, measured back to back in a rotating order); "
                       f"perf_analyzer gRPC, single-image requests, count windows of >= "
-                      f"{REQUESTS_PER_WINDOW} requests; medians over {rounds} rounds"),
+                      f"{REQUESTS_PER_WINDOW} requests; medians over the rounds"),
             "points": points}
 
 
@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown file whose grid block is replaced; raw points go to "
                              "<out>-grid.json")
-    parser.add_argument("--render", type=Path, default=None, metavar="GRID_JSON",
-                        help="measure nothing: render the block from a saved grid")
+    parser.add_argument("--render", type=Path, nargs="+", default=None, metavar="GRID_JSON",
+                        help="measure nothing: render the block from saved grids (merged)")
     args = parser.parse_args(argv)
     if args.render is not None:
-        result = json.loads(args.render.read_text())
+        result = gridreport.merge([json.loads(path.read_text()) for path in args.render])
     else:
         result = run(args.repository, tuple(args.models.split(",")), args.sizes,
                      args.concurrencies, args.rounds)

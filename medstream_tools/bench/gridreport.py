@@ -88,6 +88,20 @@ def choose(points: Sequence[dict], models: Sequence[str],
             "concurrencies": loaded, "scores": scores, "kept": kept}
 
 
+def merge(results: Sequence[dict]) -> dict:
+    """Several grid runs as one (their rounds numbered on), for more rounds per cell."""
+    if len({tuple(r["models"]) for r in results}) != 1:
+        raise ValueError("grid runs of different models cannot be merged")
+    points, offset = [], 0
+    for r in results:
+        points += [{**p, "round": p["round"] + offset} for p in r["points"]]
+        offset += r["rounds"]
+    return {**results[0], "points": points, "rounds": offset,
+            "when": " + ".join(r["when"] for r in results),
+            "duration_s": sum(r["duration_s"] for r in results),
+            "load_avg_start": " / ".join(str(r["load_avg_start"]) for r in results)}
+
+
 def _n(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 

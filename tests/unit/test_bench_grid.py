@@ -116,3 +116,15 @@ def test_the_block_replaces_its_previous_version() -> None:
     assert text == old.replace(f"{gridreport.BEGIN}\nx\n{gridreport.END}", block)
     appended = report.replace_block("# B\n", gridreport.BEGIN, gridreport.END, block)
     assert appended == f"# B\n\n{block}\n"
+
+
+def test_grid_runs_merge_with_their_rounds_numbered_on() -> None:
+    one = {"when": "a", "duration_s": 1.0, "rounds": 2, "load_avg_start": 1.0, "setup": "s",
+           "models": ["m"], "points": [_point(4, 4, 10, 100, 0), _point(4, 4, 20, 100, 1)]}
+    two = {**one, "when": "b", "rounds": 1, "load_avg_start": 3.0,
+           "points": [_point(4, 4, 30, 100, 0)]}
+    merged = gridreport.merge([one, two])
+    assert [p["round"] for p in merged["points"]] == [0, 1, 2] and merged["rounds"] == 3
+    assert (merged["when"], merged["load_avg_start"], merged["duration_s"]) == ("a + b", "1.0 / 3.0", 2.0)
+    with pytest.raises(ValueError):
+        gridreport.merge([one, {**two, "models": ["other"]}])
