@@ -89,14 +89,14 @@ def choose(points: Sequence[dict], models: Sequence[str],
 
 
 def merge(results: Sequence[dict]) -> dict:
-    """Several grid runs as one (their rounds numbered on), for more rounds per cell."""
-    if len({tuple(r["models"]) for r in results}) != 1:
-        raise ValueError("grid runs of different models cannot be merged")
+    """Several grid runs as one, for more rounds per cell: their rounds numbered on, their
+    models in order of appearance (a run may have measured some of them only)."""
     points, offset = [], 0
     for r in results:
         points += [{**p, "round": p["round"] + offset} for p in r["points"]]
         offset += r["rounds"]
-    return {**results[0], "points": points, "rounds": offset,
+    models = list(dict.fromkeys(m for r in results for m in r["models"]))
+    return {**results[0], "points": points, "rounds": offset, "models": models,
             "when": " + ".join(r["when"] for r in results),
             "duration_s": sum(r["duration_s"] for r in results),
             "load_avg_start": " / ".join(str(r["load_avg_start"]) for r in results)}

@@ -126,5 +126,6 @@ def test_grid_runs_merge_with_their_rounds_numbered_on() -> None:
     merged = gridreport.merge([one, two])
     assert [p["round"] for p in merged["points"]] == [0, 1, 2] and merged["rounds"] == 3
     assert (merged["when"], merged["load_avg_start"], merged["duration_s"]) == ("a + b", "1.0 / 3.0", 2.0)
-    with pytest.raises(ValueError):
-        gridreport.merge([one, {**two, "models": ["other"]}])
+    other = gridreport.merge([one, {**two, "models": ["n"], "points": [
+        {**_point(4, 4, 30, 100, 0), "model": "n"}]}])
+    assert other["models"] == ["m", "n"] and other["points"][-1]["round"] == 2
