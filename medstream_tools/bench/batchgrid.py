@@ -95,6 +95,22 @@ def measure(server: GridServer, name: str, concurrency: int, env: dict[str, str]
             "cpu_wait_share": wait / (wait + cpu) if wait + cpu > 0 else None}
 
 
+def _measure_or_reload(server: GridServer, name: str, concurrency: int, env: dict[str, str],
+                       scratch: Path) -> dict:
+    """`measure`, once more after reloading the variant when Triton reports its backend stub
+    unhealthy (seen twice on the shared machine, at max_batch_size 16); `retried` says so."""
+    try:
+        return {**measure(server, name, concurrency, env, scratch), "retried": False}
+    except RuntimeError as exc:
+        if "is not healthy" not in str(exc):
+            raise
+        print(f"{name}: backend stub unhealthy, reloading it and measuring again", flush=True)
+        server.unload(name)
+        server.load(name)
+        _perf_analyzer(server, name, 2, 8, env, scratch / "warm.csv")
+        return {**measure(server, name, concurrency, env, scratch), "retried": True}
+
+
 def _order(sizes: tuple[int, ...], step: int) -> tuple[int, ...]:
     """The sizes rotated by `step`, reversed on odd steps: each size takes each position."""
     turn = step % len(sizes)
@@ -124,7 +140,8 @@ def run(repository: Path, models: tuple[str, ...], sizes: tuple[int, ...],
                     for rnd in range(rounds):
                         for step, conc in enumerate(concurrencies):
                             for size in _order(sizes, rnd * len(concurrencies) + step):
-                                point = measure(server, names[size], conc, env, scratch)
+                                point = _measure_or_reload(server, names[size], conc, env,
+                                                           scratch)
                                 points.append({"round": rnd, "model": model,
                                                "max_batch_size": size, "concurrency": conc,
                                                **point})
@@ -160,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown file whose grid block is replaced; raw points go to "
                              "<out>-grid.json")
+    parser.add_argument("--log-dir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where the private Triton's log (triton-grid.log) is kept")
     parser.add_argument("--render", type=Path, nargs="+", default=None, metavar="GRID_JSON",
                         help="measure nothing: render the block from saved grids (merged)")
     args = parser.parse_args(argv)
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         result = gridreport.merge([json.loads(path.read_text()) for path in args.render])
     else:
         result = run(args.repository, tuple(args.models.split(",")), args.sizes,
-                     args.concurrencies, args.rounds)
+                     args.concurrencies, args.rounds, args.log_dir)
     block = gridreport.render(result)
     print(block)
     report.write_section(args.out, gridreport.BEGIN, gridreport.END, block, result, "grid")

@@ -129,3 +129,35 @@ def test_grid_runs_merge_with_their_rounds_numbered_on() -> None:
     other = gridreport.merge([one, {**two, "models": ["n"], "points": [
         {**_point(4, 4, 30, 100, 0), "model": "n"}]}])
     assert other["models"] == ["m", "n"] and other["points"][-1]["round"] == 2
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def load(self, name: str) -> None:
+        self.calls.append(f"load {name}")
+
+    def unload(self, name: str) -> None:
+        self.calls.append(f"unload {name}")
+
+
+def test_an_unhealthy_backend_stub_is_reloaded_and_measured_once_more(monkeypatch) -> None:
+    from medstream_tools.bench import batchgrid
+
+    failures = [RuntimeError("perf_analyzer failed (99): Stub process 'm_mbs16_1' is not healthy.")]
+
+    def measure(*_: object) -> dict:
+        if failures:
+            raise failures.pop()
+        return {"infer_per_s": 1.0}
+
+    monkeypatch.setattr(batchgrid, "measure", measure)
+    monkeypatch.setattr(batchgrid, "_perf_analyzer", lambda *_: "")
+    server = _Server()
+    point = batchgrid._measure_or_reload(server, "m_mbs16", 4, {}, Path("."))
+    assert point == {"infer_per_s": 1.0, "retried": True}
+    assert server.calls == ["unload m_mbs16", "load m_mbs16"]
+    failures.append(RuntimeError("perf_analyzer failed (1): connection refused"))
+    with pytest.raises(RuntimeError, match="connection refused"):
+        batchgrid._measure_or_reload(server, "m_mbs16", 4, {}, Path("."))
