@@ -80,7 +80,7 @@ class KerasSource:
     body_parts: tuple[str, ...]
     input_format: str
     intended_use: str
-    max_batch_size: int  # chosen from the grid in docs/model-card.md
+    max_batch_size: int  # chosen from the grid in docs/benchmarks.md (bench.batchgrid)
 
     @property
     def fmt(self) -> RgbFormat:

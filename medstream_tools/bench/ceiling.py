@@ -19,6 +19,7 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
 _TIMEOUT_S = 30.0
+_MIN_REQUESTS = 8  # per loop: a slow model (~50 ms an image) gets more than a few in `duration_s`
 
 
 def _batch(sample: np.ndarray, size: int) -> np.ndarray:
@@ -70,7 +71,9 @@ async def _triton_run(client: grpcclient.InferenceServerClient, model: str, inpu
 
     async def loop(stop_at: float) -> None:
         nonlocal done
-        while time.perf_counter() < stop_at:
+        sent = 0
+        while time.perf_counter() < stop_at or sent < _MIN_REQUESTS:
+            sent += 1
             inp = grpcclient.InferInput(input_name, list(data.shape), dtype)
             inp.set_data_from_numpy(data)
             t0 = time.perf_counter()
@@ -90,11 +93,15 @@ async def _triton_run(client: grpcclient.InferenceServerClient, model: str, inpu
 async def triton_ceiling(grpc_url: str, model: str, input_name: str, sample: np.ndarray,
                          batch_sizes: tuple[int, ...], concurrencies: tuple[int, ...],
                          duration_s: float) -> dict:
-    """Triton gRPC: items/s for every (batch, concurrency), the best, and batch-1 latency."""
+    """Triton gRPC: items/s for every (batch, concurrency), the best, and batch-1 latency.
+
+    Batch sizes above the model's max_batch_size (Triton refuses them) are left out."""
     client = grpcclient.InferenceServerClient(grpc_url)
     try:
+        config = await client.get_model_config(model, as_json=True)
+        limit = int(config["config"]["max_batch_size"])
         grid: dict[str, dict] = {}
-        for size in batch_sizes:
+        for size in [b for b in batch_sizes if b <= limit] or [limit]:
             data = _batch(sample, size)
             for conc in concurrencies:
                 rate, lat = await _triton_run(client, model, input_name, data, conc, duration_s)

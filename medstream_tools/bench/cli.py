@@ -1,5 +1,6 @@
-"""`medstream bench [--quick] [--kind scans|vitals|all] [--out docs/benchmarks.md]`, and
-`medstream bench --stat` (STAT lanes, medstream_tools/bench/stat_lanes.py)."""
+"""`medstream bench [--quick] [--kind scans|vitals|all] [--out docs/benchmarks.md]`,
+`medstream bench --stat` (STAT lanes, medstream_tools/bench/stat_lanes.py) and
+`medstream bench --study` (study completion latency, medstream_tools/bench/study.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 from operator import attrgetter
 from pathlib import Path
 
-from medstream_tools.bench import machine, report, runner, stat_lanes
+from medstream_tools.bench import machine, report, runner, stat_lanes, study
 from medstream_tools.bench.stack import local_stack
 from medstream_tools.bench.workloads import workloads
 from worker.settings import Settings
@@ -30,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "scans-densenet121, whatever the plan)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="Markdown report (its .json sibling gets the raw figures)")
+    parser.add_argument("--study", action="store_true",
+                        help="only the study completion latency (medstream_tools/bench/study.py)")
+    parser.add_argument("--study-instances", type=int, default=300, help="instances of the study")
+    parser.add_argument("--study-runs", type=int, default=3, help="runs (the median is reported)")
+    parser.add_argument("--study-quiet-s", type=float, default=2.0, help="the study quiet timer")
     parser.set_defaults(func=run)
     stat_lanes.register(parser)  # --stat: STAT lanes (docs/lanes.md)
 
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
+    if args.study:
+        return study.main(args, settings)
     plan = runner.QUICK if args.quick else runner.FULL
     catalogue = workloads(settings.scan.model, settings.vitals.model)
     chosen = [catalogue[name] for name in selected(plan, args.kind, list(catalogue))]

@@ -1,9 +1,11 @@
 """Benchmark inputs: real DICOM files of several sizes and vital-sign windows, each with a unique id.
 
-Scans are real pydicom test files (pydicom / pydicom-data) re-stamped with a fresh
+Scans are real pydicom test files (pydicom / pydicom-data), or DICOMs made from the images
+bundled with the imported models' packages (`bundled.py`), re-stamped with a fresh
 SOPInstanceUID per message (the prediction key), so every message is a distinct event with
-the real pixel payload and real decode cost; their headers say "PA chest radiograph" so the
-routing rules of the benchmark worker send them to the measured model.
+the real pixel payload and real decode cost. The pydicom files' headers say "PA chest
+radiograph" so the fixture routing rules of the benchmark worker send them to the measured
+model; the bundled ones are chest radiographs and brain MR that the shipped rules route.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _VITALS_SD = np.array([6.0, 1.2, 2.5, 9.0, 6.0, 0.25])
 _UID_DIGITS = 38
 _SOP_MARK = "2.25.1" + "1" * _UID_DIGITS
 _STUDY_MARK = "2.25.1" + "2" * _UID_DIGITS
+_SERIES_MARK = "2.25.1" + "3" * _UID_DIGITS
+MARKS = {"sop": _SOP_MARK, "study": _STUDY_MARK, "series": _SERIES_MARK}
+"""Placeholder UIDs of a template (as long as `fixed_uid()` ones), patched per message."""
 _VITALS_POOL = 256  # distinct windows; more messages reuse them under new event ids
 _EID_MARK = "@@event_id@@"
 
@@ -51,22 +56,27 @@ def fixed_uid() -> str:
     return f"2.25.1{uuid.uuid4().int % 10**_UID_DIGITS:0{_UID_DIGITS}d}"
 
 
+def template(ds: pydicom.Dataset) -> bytes:
+    """`ds` as Part-10 bytes with placeholder SOP, study and series UIDs (`stamp` fills them)."""
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _SOP_MARK
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = _STUDY_MARK, _SERIES_MARK
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 @cache
 def _stamped_template(size_class: str) -> bytes:
-    """The real file re-written with placeholder UIDs as long as `fixed_uid()` ones."""
+    """The real file as a template (`template`), headed as a PA chest radiograph."""
     name = SCAN_FILES[size_class]
     path = get_testdata_file(name)
     if path is None:
         raise FileNotFoundError(f"{name} not found: install pydicom-data (the `train` extra)")
     ds = pydicom.dcmread(path)
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _SOP_MARK
-    ds.StudyInstanceUID = _STUDY_MARK
     # routed like a PA chest radiograph to the model under measurement (bench e2e's rules);
     # the pixel payload and its decode cost stay the real file's
     ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return template(ds)
 
 
 def scan_bytes(size_class: str) -> bytes:
@@ -74,23 +84,28 @@ def scan_bytes(size_class: str) -> bytes:
     return Path(get_testdata_file(SCAN_FILES[size_class])).read_bytes()
 
 
-def scan_messages(size_class: str, count: int, *, one_study: bool = False) -> list[Message]:
-    """`count` copies of a real DICOM file, each with a new SOPInstanceUID (the event id).
-
-    With `one_study`, all of them are slices of one study (one key, as a CT series arrives);
-    otherwise every message is its own study, spreading evenly over partitions. UIDs are
-    patched into the bytes (same length), so making thousands of large messages is cheap.
-    """
-    pieces = re.split(b"(" + re.escape(_SOP_MARK.encode()) + b"|"
-                      + re.escape(_STUDY_MARK.encode()) + b")", _stamped_template(size_class))
-    series_study = fixed_uid() if one_study else None
+def stamp(templates: list[bytes], count: int, *, one_study: bool = False) -> list[Message]:
+    """`count` messages from the templates in turn, each with a new SOPInstanceUID (the event
+    id). With `one_study`, all of them are instances of one study and one series (one key, as
+    a CT series arrives); otherwise every message is its own study, spreading evenly over
+    partitions. UIDs are patched into the bytes (same length), so making thousands of large
+    messages is cheap."""
+    marks = re.compile(b"(" + b"|".join(re.escape(m.encode()) for m in MARKS.values()) + b")")
+    pieces = [marks.split(t) for t in templates]
+    shared = {"study": fixed_uid(), "series": fixed_uid()} if one_study else {}
     out: list[Message] = []
-    for _ in range(count):
-        sop, study = fixed_uid(), series_study or fixed_uid()
-        fill = {_SOP_MARK.encode(): sop.encode(), _STUDY_MARK.encode(): study.encode()}
-        value = b"".join(fill.get(piece, piece) for piece in pieces)
-        out.append(Message(event_id=sop, key=study.encode(), value=value))
+    for n in range(count):
+        uids = {"sop": fixed_uid(), "study": shared.get("study") or fixed_uid(),
+                "series": shared.get("series") or fixed_uid()}
+        fill = {MARKS[k].encode(): v.encode() for k, v in uids.items()}
+        value = b"".join(fill.get(piece, piece) for piece in pieces[n % len(pieces)])
+        out.append(Message(event_id=uids["sop"], key=uids["study"].encode(), value=value))
     return out
+
+
+def scan_messages(size_class: str, count: int, *, one_study: bool = False) -> list[Message]:
+    """`count` unique messages of a pydicom size class (`stamp`)."""
+    return stamp([_stamped_template(size_class)], count, one_study=one_study)
 
 
 def vitals_window(rng: np.random.Generator, rows: int = 60) -> list[Row]:

@@ -3,7 +3,7 @@
 A **performance workload, not a clinical model**: its outputs mean nothing. It takes the scan
 kind's tensor (`image` FP32 [1, 128, 128]), resizes it to 224x224 and repeats it over three
 channels inside the graph, and answers `probabilities` [2], so the real worker serves it
-unchanged (`MEDSTREAM_SCAN__MODEL=<name>`). Built in plain torch (torchvision is not installed
+unchanged (the benchmark's routing rules send its corpus to it). Built in plain torch (torchvision is not installed
 here), exported to ONNX at bench time and loaded into the running Triton through its load API.
 """
 
@@ -103,6 +103,12 @@ def triton_config(name: str = NAME, threads: int = 1) -> dict:
         "dynamic_batching": {"max_queue_delay_microseconds": 2000},
         "parameters": {"labels": {"string_value": LABELS},
                        "version": {"string_value": "perf-workload-random-weights"},
+                       # routing declaration: the bench's fixture rules route its corpus
+                       # (headed as PA chest radiographs) to the model under measurement
+                       "modalities": {"string_value": "CR,DX"},
+                       "body_parts": {"string_value": "CHEST"},
+                       "input_format": {"string_value": "gray128"},
+                       "intended_use": {"string_value": "performance workload, not a model"},
                        "intra_op_thread_count": {"string_value": str(threads)}},
     }
 

@@ -89,6 +89,7 @@ class WorkerProcess:
     web_port: int = field(default_factory=free_port)  # never clashes with a running worker
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the workload's model
     processes: int = 1  # `medstream worker --processes N` (web ports web_port..+N-1)
+    rules: Path | None = None  # routing rules; default: PA chest radiographs -> scan.model
     proc: subprocess.Popen | None = None
     samples: list[tuple[float, procstat.ProcSample, procstat.ProcSample | None]] = field(
         default_factory=list)
@@ -118,9 +119,9 @@ class WorkerProcess:
         command = [*self.command, *(["--processes", str(self.processes)]
                                     if self.processes > 1 else [])]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # the corpus is stamped as PA chest radiographs (corpus.py): route them to the model
-        # under measurement
-        env["MEDSTREAM_ROUTING__RULES"] = str(fixture_rules(
+        # the corpus is stamped as PA chest radiographs (corpus.py): by default route them to
+        # the scan model
+        env["MEDSTREAM_ROUTING__RULES"] = str(self.rules or fixture_rules(
             self.log_path.with_name("bench-routing.yaml"), self.settings.scan.model))
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(

@@ -92,7 +92,9 @@ class Collector:
     deadletter_topic: str | None = None
     fetch_max_wait_ms: int = 20
     watch: Callable[[], None] | None = None  # called while waiting; raises to abort the wait
+    keep_values: bool = False  # keep every record's value by key (re-deliveries too)
     arrivals: dict[str, Arrival] = field(default_factory=dict)
+    values: dict[str, list[bytes]] = field(default_factory=dict)
     duplicates: int = 0
     deadletters: int = 0
     _task: asyncio.Task | None = None
@@ -131,6 +133,8 @@ class Collector:
                         continue
                     for rec in records:
                         key = (rec.key or b"").decode("utf-8", "replace")
+                        if self.keep_values:
+                            self.values.setdefault(key, []).append(rec.value)
                         if key in self.arrivals:
                             self.duplicates += 1
                             continue

@@ -187,17 +187,31 @@ def render(result: dict, markdown: bool) -> str:
     return ("\n\n" if markdown else "\n").join("\n".join(lines) for lines in sections) + "\n"
 
 
+def replace_block(text: str, begin: str, end: str, block: str) -> str:
+    """`text` with its generated block (begin marker .. end marker) replaced by `block`
+    (which carries the markers), or `block` appended when there is none."""
+    if begin in text and end in text:
+        return re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
+                      flags=re.DOTALL)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def write_markdown(path: Path, result: dict) -> None:
     """Replace the generated block of `path` (between the bench markers), keeping commentary."""
     block = f"{BEGIN}\n{render(result, markdown=True)}{END}"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
-                      flags=re.DOTALL)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(replace_block(text, BEGIN, END, block))
+
+
+def write_section(path: Path, begin: str, end: str, block: str, result: dict,
+                  suffix: str) -> None:
+    """Replace one generated block of the Markdown file `path` (a sub-mode's), and write the
+    sub-mode's raw result beside it as `<stem>-<suffix>.json`."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    path.write_text(replace_block(text, begin, end, block))
+    path.with_name(f"{path.stem}-{suffix}.json").write_text(
+        json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
 def write_json(path: Path, result: dict) -> None:

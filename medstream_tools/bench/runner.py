@@ -30,7 +30,8 @@ WARM_UP_MESSAGES = 8
 # footprint (1,500 x 0.5 MB CT; 150 x 7 MB CR).
 BACKLOG_LIMITS = {"scans-ct128": (300, 5000), "scans-ct512": (100, 1500),
                   "scans-cr2k": (20, 150), "vitals": (1000, 30000),
-                  "scans-densenet121": (30, 400)}
+                  "scans-densenet121": (30, 400), "scans-xception-chest": (30, 400),
+                  "scans-xception-brain": (30, 400)}
 SCALE_OUT = 2  # the drain is repeated with `medstream worker --processes 2`
 NAIVE_LIMITS = (20, 2000)
 NAIVE_OVERHEAD_MS = 3.0  # produce + ack + commit per message, for sizing only
@@ -53,7 +54,8 @@ class Plan:
 QUICK = Plan(name="quick", workloads=("scans-ct512", "vitals"), drain_s=3.0, naive_s=1.5,
              probe_s=0.25, concurrencies=(4,), paced_s=2.0)
 FULL = Plan(name="full", workloads=("scans-ct128", "scans-ct512", "scans-cr2k", "vitals",
-                                    "scans-densenet121"),
+                                    "scans-densenet121", "scans-xception-chest",
+                                    "scans-xception-brain"),
             drain_s=15.0, naive_s=5.0, probe_s=1.0, concurrencies=(1, 4), paced_s=8.0)
 
 
@@ -111,7 +113,8 @@ def _session(workload: Workload, stack: Stack, topics: e2e.Topics, app_id: str,
     settings = stack.settings
     worker = e2e.WorkerProcess(settings, topics, app_id,
                                settings.state_dir / f"bench-worker-{workload.name}-{phase}.log",
-                               extra_env=workload.worker_env, processes=processes)
+                               processes=processes,
+                               rules=workload.routing_rules(settings.state_dir))
     collector = load.Collector(settings.kafka_bootstrap, topics.predictions, topics.deadletter)
     return e2e.Session(settings, worker, collector, stack.triton_pid)
 

@@ -7,19 +7,26 @@ message into a model input with the worker's own decoding (worker.contracts, wor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medstream_tools.bench import corpus
+from medstream_tools.soak.fixture_scans import fixture_rules
 from medstream_training import REPOSITORY
 from worker.contracts import decode_vitals
 from worker.preprocess import dicom_to_tensor, window_to_tensor
 from worker.preprocess.fast_dicom import scan_tensor
+from worker.preprocess.formats import input_format
 from worker.scan_input import read_dicom
 
 CNN_MODEL = "bench_densenet121"  # medstream_tools/bench/densenet.py, loaded at bench time
+XCEPTION_MODELS = {"chest_xray_pneumonia": "scans-xception-chest",
+                   "brain_mri_tumour": "scans-xception-brain"}
+"""The imported models (`medstream models build`) -> their workload: the benchmark's
+realistic-size CNNs, fed DICOMs of their packages' bundled images (bundled.py)."""
+SHIPPED_RULES = REPOSITORY / "routing.yaml"
 
 
 def decode_scan(value: bytes) -> tuple[str, np.ndarray]:
@@ -33,6 +40,13 @@ def decode_scan_pydicom(value: bytes) -> tuple[str, np.ndarray]:
     """The same through pydicom's general path (`pixel_array`, float64): the reference."""
     ds = read_dicom(value)
     return str(ds.SOPInstanceUID), dicom_to_tensor(ds)
+
+
+def decode_rgb(value: bytes) -> tuple[str, np.ndarray]:
+    """Raw DICOM bytes -> (SOPInstanceUID, Xception input [150, 150, 3]), as the worker does
+    for a model declaring `input_format: rgb150_tf_nhwc`."""
+    ds = read_dicom(value)
+    return str(ds.SOPInstanceUID), input_format("rgb150_tf_nhwc").prepare(ds)
 
 
 def decode_window(value: bytes) -> tuple[str, np.ndarray]:
@@ -51,17 +65,30 @@ class Workload:
     model: str
     input_name: str
     batch_sizes: tuple[int, ...]
-    worker_env: dict[str, str] = field(default_factory=dict)  # e.g. the kind's model
+    bundled: bool = False  # DICOMs of the model's bundled images, routed by the shipped rules
 
     @property
     def decode(self) -> Callable[[bytes], tuple[str, np.ndarray]]:
         """Decode + preprocess one message value into (event id, model input)."""
-        return decode_scan if self.kind == "scan" else decode_window
+        if self.kind != "scan":
+            return decode_window
+        return decode_rgb if self.bundled else decode_scan
 
     @property
     def reference_decode(self) -> Callable[[bytes], tuple[str, np.ndarray]] | None:
-        """The general (pydicom) path for scans; None where there is no other path."""
-        return decode_scan_pydicom if self.kind == "scan" else None
+        """The general (pydicom) path for gray128 scans; None where there is no other path."""
+        return decode_scan_pydicom if self.kind == "scan" and not self.bundled else None
+
+    def routing_rules(self, folder: Path) -> Path | None:
+        """The rules file the benchmark worker routes this workload's scans by: the shipped
+        rules for the bundled workloads, fixture rules sending the corpus (headed as PA chest
+        radiographs) to the model under measurement for the other scan workloads; None (the
+        worker's default) for vitals."""
+        if self.kind != "scan":
+            return None
+        if self.bundled:
+            return SHIPPED_RULES
+        return fixture_rules(folder / f"bench-routing-{self.name}.yaml", self.model)
 
     @property
     def loaded_at_bench_time(self) -> bool:
@@ -78,12 +105,18 @@ class Workload:
 
     def messages(self, count: int, prefix: str) -> list[corpus.Message]:
         """`count` unique messages (distinct event ids) of this workload."""
+        if self.bundled:
+            from medstream_tools.bench import bundled  # PIL and the source packages
+
+            return bundled.messages(self.model, count)
         if self.kind == "scan":
             return corpus.scan_messages(self.size_class, count)
         return corpus.vitals_messages(prefix, count)
 
     def sample_value(self) -> bytes:
         """One representative message value."""
+        if self.bundled:
+            return self.messages(1, "sample")[0].value
         if self.kind == "scan":
             return corpus.scan_bytes(self.size_class)
         return corpus.vitals_messages("sample", 1)[0].value
@@ -96,6 +129,7 @@ def workloads(scan_model: str, vitals_model: str) -> dict[str, Workload]:
         for size in corpus.SCAN_FILES
     }
     vitals = Workload("vitals", "vitals", "60x6", vitals_model, "window", (1, 16, 64))
-    cnn = Workload("scans-densenet121", "scan", "ct512", CNN_MODEL, "image", (1, 8),
-                   {"MEDSTREAM_SCAN__MODEL": CNN_MODEL})
-    return {**scans, "vitals": vitals, cnn.name: cnn}
+    cnn = Workload("scans-densenet121", "scan", "ct512", CNN_MODEL, "image", (1, 8))
+    xception = {name: Workload(name, "scan", model, model, "image", (1, 4, 8), bundled=True)
+                for model, name in XCEPTION_MODELS.items()}
+    return {**scans, "vitals": vitals, cnn.name: cnn, **xception}
