@@ -5,11 +5,15 @@ ports of medstream_tools/soak/stack.py (MEDSTREAM_CHAOS_*) and stopped at the en
 A stack that does not come up fails the session: never a skip. Before it starts, the session
 claims its ports (processes.py): leftovers of a killed session in the same state dir are
 killed, any other process on a chaos port fails the session with its pid and command.
+SIGTERM (a CI timeout, `kill`) ends the session like Ctrl-C, so the teardown still stops
+everything it started.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import pytest
 from chaos_stack import SESSION_PORTS, STATE_DIR, Scenario, make_scenario, model_repository
@@ -18,6 +22,10 @@ from processes import claim_ports
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, broker_up, down, triton_up
 from medstream_tools.soak.stack import private_stack
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +46,12 @@ def chaos_stack() -> Iterator[StackConfig]:
     except StackError as exc:
         down(cfg)
         pytest.fail(f"the chaos stack did not come up: {exc}", pytrace=False)
-    yield cfg
-    down(cfg)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield cfg
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        down(cfg)
 
 
 @pytest.fixture

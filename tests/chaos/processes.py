@@ -1,4 +1,5 @@
-"""Who holds a chaos port, and the leftovers of a chaos session that was killed.
+"""Who holds a chaos port, the leftovers of a chaos session that was killed, and the shared
+memory a SIGKILLed Triton leaves behind.
 
 A chaos session owns its ports and its state dir. A process still listening on one of its
 ports when a session starts is either a leftover of an earlier session in the same state dir

@@ -4,6 +4,7 @@ port claim (tests/chaos/processes.py) against real listening processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,12 +85,15 @@ def _listening(pid: int) -> set[int]:
     return {port for port, inodes in listening_inodes().items() if pid in socket_owners(inodes)}
 
 
-@pytest.mark.parametrize("by", ["cwd", "MEDSTREAM_STATE_DIR"])
+@pytest.mark.parametrize("by", ["cwd", "cwd removed (make chaos)", "MEDSTREAM_STATE_DIR"])
 def test_claim_kills_a_leftover_of_the_state_dir(tmp_path: Path, by: str) -> None:
     port, state, elsewhere = free_port(), tmp_path / "state", tmp_path / "elsewhere"
     state.mkdir(), elsewhere.mkdir()
-    pid = (orphan_listener(port, state) if by == "cwd"
-           else orphan_listener(port, elsewhere, state / "scenario" / "w0"))
+    pid = (orphan_listener(port, elsewhere, state / "scenario" / "w0") if by.startswith("MED")
+           else orphan_listener(port, state))
+    if by.startswith("cwd removed"):  # `make chaos` starts with rm -rf of the state dir
+        shutil.rmtree(state)
+        state.mkdir()
     killed, foreign = claim_ports([port], state)
     assert len(killed) == 1 and f"port {port}: pid {pid} (ppid 1)" in killed[0] and not foreign
     assert not Path(f"/proc/{pid}").exists()
