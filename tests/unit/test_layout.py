@@ -239,3 +239,10 @@ def test_common_helpers_have_one_home() -> None:
             if home is not None and rel != home:
                 stray.append(f"{rel} defines {name} (use {home})")
     assert not stray, "\n".join(stray)
+
+
+def test_test_modules_have_unique_names() -> None:
+    # the test folders are not packages: pytest imports test modules by basename, and a second
+    # tests/*/test_x.py fails the whole collection ("import file mismatch")
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
