@@ -57,6 +57,7 @@ ABSENT_HERE = TRITON_GPU_SERIES.keys() | frozenset(
         "medstream_producer_claim_checks_total",
         "medstream_producer_rejected_total",
         "medstream_producer_publish_failures_total",
+        "medstream_producer_unknown_priority_total",
         "medstream_receiver_responses_total",
     }
 )
