@@ -130,47 +130,27 @@ def _imported_metrics(m: dict, biased: bool) -> list[str]:
     ]
 
 
-def _grid_table(results: dict) -> list[str]:
-    grid = results.get("grid") or []
-    if not grid:
-        return ["(Triton grid not measured in this run.)", ""]
-    cells: dict[tuple[int, int], list[dict]] = {}
-    for p in grid:
-        cells.setdefault((p["max_batch_size"], p["concurrency"]), []).append(p)
-
-    def span(ps: list[dict], key: str, fmt: str) -> str:
-        vals = [p[key] for p in ps]
-        mean = sum(vals) / len(vals)
-        return f"{mean:{fmt}} ({min(vals):{fmt}}-{max(vals):{fmt}})" if len(vals) > 1 else f"{mean:{fmt}}"
-
-    rows = [f"| {mbs} | {c} | {span(ps, 'images_per_s', '.1f')} | {span(ps, 'p50_ms', '.0f')} | "
-            f"{span(ps, 'p95_ms', '.0f')} | {span(ps, 'stub_cpu_ms_per_image', '.0f')} |"
-            for (mbs, c), ps in sorted(cells.items())]
-    return ["| max_batch_size | concurrent clients | images/s | p50 ms | p95 ms | stub CPU ms/image |",
-            "|---|---|---|---|---|---|", *rows, ""]
+GRID_SECTION = ("[docs/benchmarks.md, \"max_batch_size of the Xception models\"]"
+                "(benchmarks.md#max_batch_size-of-the-xception-models-issue-15-item-5)")
 
 
-def _chosen(results: dict) -> str:
-    rows = results.get("ort_batches", [])
-    cpu = {r["batch"]: r["cpu_ms_per_image"] for r in rows}
-    best = min(cpu, key=cpu.get) if cpu else None
-    sat = [p["stub_cpu_ms_per_image"] for p in results.get("grid", []) if p["concurrency"] >= 4]
-    return (
-        "**Chosen: `max_batch_size: 4`** for both (`KerasSource.max_batch_size`). Xception at 150x150 "
-        "is compute-bound on this CPU: batching saves little CPU per image (this run: "
-        + (f"{cpu.get(1, float('nan')):.1f} ms at batch 1, {cpu.get(4, float('nan')):.1f} at 4, lowest "
-           f"{cpu[best]:.1f} at {best}, {cpu.get(32, float('nan')):.1f} at 32" if cpu else "not measured")
-        + "; a quieter earlier run, load ~2.6: 1 thread 22.2/21.2/21.7/23.0/25.1/26.7 ms at batch "
-        "1/2/4/8/16/32, 2 threads 26.1/23.6/23.1/24.8/27.2/29.7 ms), and through Triton the throughput "
-        "saturates at the same few tens of images/s for every max_batch_size within the noise of the "
-        "shared CPU, while larger batches add queueing latency. Batch 4 takes the CPU gain that exists "
-        "and bounds one execution to ~4 images (~50-60 ms of compute). **CPU cost per image: ~22-27 ms "
-        "in-process (onnxruntime, batch 4), "
-        + (f"~{sorted(sat)[len(sat) // 2]:.0f} ms" if sat else "n/a")
-        + " in the Triton stub under load** (python-backend shim, Triton's default two CPU instances "
-        "x 2 threads on 2 cores). `intra_op_thread_count` is 2: half the batch-1 latency of 1 thread "
-        "when the server is idle. Re-measure on a GPU, where batching pays."
-    )
+def _serving(models: dict) -> list[str]:
+    """The serving paragraph: the shipped max_batch_size, citing the bench grid that chose it."""
+    sizes = ", ".join(f"`{name}` **{m['max_batch_size']}**" for name, m in models.items())
+    return [
+        "### Serving: max_batch_size and CPU cost per image", "",
+        (f"`max_batch_size`: {sizes} (`KerasSource.max_batch_size` in "
+         "`medstream_training/keras_sources.py`, written into config.pbtxt by the build, dynamic "
+         "batching). It is the pooled "
+         "choice of the bench grid, `python -m medstream_tools.bench.batchgrid`: every "
+         "`max_batch_size` variant in a private tritonserver, driven back to back by "
+         "`perf_analyzer` with single-image requests at 1, 4 and 16 in flight, the rounds of both "
+         "models pooled (the same Xception body and 150x150 input). The grid, its choice rule and "
+         f"Triton's CPU cost per image are in {GRID_SECTION} (raw points "
+         "`docs/benchmarks-grid.json`; `tests/unit/test_bench_grid.py` checks that the shipped "
+         "size is the grid's choice); the worker's and Triton's CPU per message end to end are in "
+         "its section \"Realistic-size models\"."), "",
+    ]
 
 
 def render_imported(results: dict) -> str:
@@ -231,19 +211,7 @@ def render_imported(results: dict) -> str:
                   *_imported_metrics(models["chest_xray_pneumonia"], biased=True),
                   ("No unseen chest X-ray ships offline, so there is no honest test figure for this model; "
                    "its author's own name for it (val-acc 0.861) is a selection, not a test, accuracy."), ""]
-    grid_model = results.get("grid_model", "chest_xray_pneumonia")
-    lines += ["### Serving: max_batch_size from a measured grid", "",
-              (f"{results.get('cpu_count')} CPU cores shared with other work (load average "
-               f"{results.get('load_average')} when measured): figures are indicative. Both models are the "
-               f"same Xception body at 150x150 (only the head differs), so `{grid_model}` stands for both."), "",
-              "In-process onnxruntime, 2 threads (CPU time is robust to the shared CPU, wall time is not):", "",
-              "| batch | CPU ms/image | wall ms/image |", "|---|---|---|",
-              *(f"| {r['batch']} | {r['cpu_ms_per_image']:.1f} | {r['wall_ms_per_image']:.1f} |"
-                for r in results.get("ort_batches", [])), "",
-              ("Through the local Triton (HTTP, single-image requests, dynamic batching with 2 ms queue "
-               "delay, the python-backend onnxruntime shim with Triton's default two CPU instances; "
-               "mean of rounds with the range):"), "", *_grid_table(results),
-              _chosen(results), "",
+    lines += [*_serving(models),
               "### What these models must not be used for", "",
               ("- Any clinical decision, triage or report: research demos trained on small public sets, "
                "evaluated on 16-17 images. Not validated, not a medical device."),

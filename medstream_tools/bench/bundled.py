@@ -28,7 +28,7 @@ def templates(model: str) -> list[bytes]:
     if model not in HEADERS:
         raise KeyError(f"no bundled images for {model!r}; known: {sorted(HEADERS)}")
     # the source packages and PIL: only when a bundled workload runs
-    from medstream_training.keras_import import SOURCES, bundled_images
+    from medstream_training.keras_sources import SOURCES, bundled_images
     from medstream_training.xception import grey_pixels, to_dicom
 
     header = HEADERS[model]

@@ -12,26 +12,27 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
 
 from medstream_training import REPOSITORY
-from medstream_training.keras_import import (
+from medstream_training.keras_import import build_imported
+from medstream_training.keras_onnx import (
     INPUT_NAME,
     OUTPUT_NAME,
-    SOURCES,
-    build_imported,
-    bundled_images,
     keras_probabilities,
     load_keras,
-    locate,
     onnx_probabilities,
     onnx_session,
     reference_input,
 )
-from medstream_training.xception import grey_pixels, load_inline, to_dicom
+from medstream_training.keras_sources import SOURCES, bundled_images, locate
+from medstream_training.xception import grey_pixels, to_dicom
 from worker.preprocess.rgb import preprocessor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -45,6 +46,14 @@ def _live(url: str) -> bool:
             return probe.is_server_live()
     except Exception:  # noqa: BLE001 - not running
         return False
+
+
+def _load_inline(client: httpclient.InferenceServerClient, name: str, model_dir: Path) -> None:
+    """Load `model_dir` (config.pbtxt + 1/model.onnx) into Triton as `name` with inline files."""
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config.name = name
+    client.load_model(name, config=json_format.MessageToJson(config, preserving_proto_field_name=True),
+                      files={"file:1/model.onnx": (model_dir / "1" / "model.onnx").read_bytes()})
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +96,7 @@ def test_served_model_matches_keras_and_onnxruntime(client, name: str) -> None:
     np.testing.assert_array_equal(x, reference)
 
     served_name = f"itest_{name}_{os.getpid()}"
-    load_inline(client, served_name, model_dir)
+    _load_inline(client, served_name, model_dir)
     try:
         config = client.get_model_config(served_name)
         params = {k: v["string_value"] for k, v in config["parameters"].items()}

@@ -1,13 +1,18 @@
-"""The max_batch_size grid's pure parts: config variants, perf_analyzer CSV, medians, choice."""
+"""The max_batch_size grid's pure parts: config variants, perf_analyzer CSV, medians, choice;
+and the recorded grid's choice is the shipped one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from medstream_tools.bench import gridreport, report
 from medstream_tools.bench.gridserver import variant_config, variant_name, write_variant
+from medstream_training.keras_sources import SOURCES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = 'name: "chest"\nbackend: "onnxruntime"\nmax_batch_size: 4\ninput [\n]\n'
 CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
@@ -161,3 +166,14 @@ def test_an_unhealthy_backend_stub_is_reloaded_and_measured_once_more(monkeypatc
     failures.append(RuntimeError("perf_analyzer failed (1): connection refused"))
     with pytest.raises(RuntimeError, match="connection refused"):
         batchgrid._measure_or_reload(server, "m_mbs16", 4, {}, Path("."))
+
+
+def test_the_shipped_max_batch_size_is_the_recorded_grids_choice() -> None:
+    """The one grid decides: the pooled choice of the recorded grid (docs/benchmarks-grid.json,
+    cited by the model card) is what the build writes into each imported model's config."""
+    grid = json.loads((ROOT / "docs" / "benchmarks-grid.json").read_text())
+    models = [m for m in grid["models"] if m in SOURCES]
+    assert sorted(models) == sorted(SOURCES)
+    choice = gridreport.choose(grid["points"], models)["max_batch_size"]
+    assert {name: source.max_batch_size for name, source in SOURCES.items()} == dict.fromkeys(
+        SOURCES, choice)

@@ -16,19 +16,19 @@ from tritonclient.grpc import model_config_pb2
 
 from medstream_training import REPOSITORY
 from medstream_training.keras_import import (
+    build_imported,
+    cached,
+    check_parameter_value,
+    config_text,
+)
+from medstream_training.keras_onnx import export_onnx, load_keras, reference_input
+from medstream_training.keras_sources import (
     BRAIN_MODEL,
     PNEUMONIA_MODEL,
     SOURCES,
     SourcePackageError,
-    build_imported,
     bundled_images,
-    cached,
-    check_parameter_value,
-    config_text,
-    export_onnx,
-    load_keras,
     locate,
-    reference_input,
 )
 from medstream_training.xception import grey_pixels, metrics, to_dicom
 from worker.errors import PoisonMessage
