@@ -118,7 +118,8 @@ def _run_build(args: argparse.Namespace) -> int:
     imported = [n for n in names if n in IMPORTED]
     trained = tuple(n for n in names if n not in IMPORTED)
     if imported:
-        from medstream_training.keras_import import SourcePackageError, build_imported
+        from medstream_training.keras_import import build_imported
+        from medstream_training.keras_sources import SourcePackageError
 
         for name in imported:
             try:
