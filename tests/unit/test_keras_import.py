@@ -31,6 +31,7 @@ from medstream_training.keras_sources import (
     locate,
 )
 from medstream_training.xception import grey_pixels, metrics, to_dicom
+from worker.cli import main
 from worker.errors import PoisonMessage
 from worker.preprocess.rgb import (
     INPUT_FORMATS,
@@ -190,6 +191,16 @@ def test_missing_or_changed_source_package_is_named() -> None:
         locate(dataclasses.replace(source, sha256="0" * 64))
     with pytest.raises(SourcePackageError, match="no-such-model-package==1.0 is not installed"):
         locate(dataclasses.replace(source, package="no-such-model-package", version="1.0"))
+
+
+def test_build_command_names_a_changed_source_package(monkeypatch, tmp_path, capsys) -> None:
+    """`medstream models build` of an imported model: a pin mismatch is exit 2 and the error."""
+    changed = dataclasses.replace(SOURCES[PNEUMONIA_MODEL], version="9.9")
+    monkeypatch.setitem(SOURCES, PNEUMONIA_MODEL, changed)
+    argv = ["models", "build", "--models", PNEUMONIA_MODEL, "--repository", str(tmp_path)]
+    assert main(argv) == 2
+    assert "error: chest_xray_pneumonia: source package pneumonia-model-package is version" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
 
 
 def test_cache_needs_matching_source_and_onnx_hashes(tmp_path) -> None:
