@@ -138,5 +138,6 @@ def onnx_session(data: bytes | Path, threads: int = 2):
 
 
 def onnx_probabilities(session, x: np.ndarray, batch: int = 8) -> np.ndarray:
+    """The exported model's probabilities for `x` (NHWC float32), in batches."""
     return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch]})[0]
                            for i in range(0, len(x), batch)])
