@@ -15,10 +15,10 @@ With the local stack up (medstream_tools.demo.command does that):
    (medstream_tools.demo.studies);
 4. prints predictions, skips (a scan no model is meant for: a CT, an MR of no declared body
    part, a secondary capture; docs/routing.md) and dead letters as they arrive, each with the
-   lane it names (the lane that served it), then a summary (counts, p50/p95 latency, dead letters), one final result
-   per study, the alerts, and per lane what was published and what that lane's worker served
-   (medstream_tools.demo.lanes); it stops the worker cleanly (SIGTERM, no process left). The
-   stack keeps running;
+   lane it names (the lane that served it), then a summary (counts, p50/p95 latency, dead
+   letters), one final result per study, the alerts, and per lane what was published, what
+   that lane's worker served and how many outcomes name the lane (medstream_tools.demo.lanes);
+   it stops the worker cleanly (SIGTERM, no process left). The stack keeps running;
 5. delivers the study results and alerts to local peers (PACS, MLLP, FHIR) with
    `medstream deliver sr|hl7|fhir` (medstream_tools.demo.delivery).
 """
