@@ -135,7 +135,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
         server = BatchServer(kind, backend, metrics, predictions=predictions, deadletter=deadletter,
                              worker_id=settings.worker_id, executor=executor,
                              max_inflight=settings.triton_max_inflight,
-                             max_request_bytes=settings.producer_max_request_size)
+                             max_request_bytes=settings.producer_max_request_size, lane=lane)
         servers.append(server)
         in_lane = partial(LaneStream, kind=spec.name, lane=lane, metrics=metrics,
                           weight=settings.lanes.stat_weight)

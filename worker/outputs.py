@@ -67,10 +67,10 @@ def too_large(exc: BaseException) -> bool:
 
 
 def deadletter_output(record: InputRecord, error: PoisonMessage, worker_id: str,
-                      max_request_bytes: int) -> Outgoing:
+                      max_request_bytes: int, lane: str | None = None) -> Outgoing:
     """The dead letter of `record`: full when it fits the producer, else bounded."""
-    bounded = functools.partial(bounded_deadletter, record, error, worker_id)
-    full = full_deadletter(record, error, worker_id)
+    bounded = functools.partial(bounded_deadletter, record, error, worker_id, lane)
+    full = full_deadletter(record, error, worker_id, lane)
     if full.size > max_request_bytes - RECORD_HEADROOM_BYTES:
         return Outgoing(record, bounded(), error=error, bounded=True)
     return Outgoing(record, full, error=error, fallback=bounded)
@@ -79,13 +79,16 @@ def deadletter_output(record: InputRecord, error: PoisonMessage, worker_id: str,
 def batch_outputs(predictions: list[tuple[InputRecord, Prediction]],
                   dead_letters: list[tuple[InputRecord, PoisonMessage]],
                   skips: list[tuple[InputRecord, Skip]] | None = None, *, kind: str,
-                  worker_id: str, max_request_bytes: int, ledger: EventIdLedger) -> list[Outgoing]:
+                  worker_id: str, max_request_bytes: int, ledger: EventIdLedger,
+                  lane: str | None = None) -> list[Outgoing]:
     """One output per record: predictions keyed by their event id (flagged when the id was
-    re-used with other content), skips keyed the same way, then dead letters. An output whose
-    key or value cannot be encoded is its input's dead letter (contracts refuse such ids; this
-    is the last resort)."""
+    re-used with other content), skips keyed the same way, then dead letters; each names
+    `lane`, the lane of the worker that served it (docs/lanes.md). An output whose key or
+    value cannot be encoded is its input's dead letter (contracts refuse such ids; this is the
+    last resort)."""
     outs, dead = [], list(dead_letters)
     for record, pred in predictions:
+        pred = replace(pred, lane=lane)
         if pred.input_digest is not None and ledger.conflicts(pred.event_id, pred.input_digest):
             pred = replace(pred, event_id_conflict=True)
         try:
@@ -96,6 +99,7 @@ def batch_outputs(predictions: list[tuple[InputRecord, Prediction]],
             continue
         outs.append(Outgoing(record, message, prediction=pred))
     for record, skip in skips or ():
+        skip = replace(skip, lane=lane)
         try:
             message = OutputRecord(skip.event_id.encode("utf-8"), encode_skip(skip))
         except Exception as exc:  # noqa: BLE001 - an encoding bug on one input: its dead letter
@@ -103,4 +107,4 @@ def batch_outputs(predictions: list[tuple[InputRecord, Prediction]],
                                             f"encoding a {kind} skip")))
             continue
         outs.append(Outgoing(record, message, skip=skip))
-    return outs + [deadletter_output(r, e, worker_id, max_request_bytes) for r, e in dead]
+    return outs + [deadletter_output(r, e, worker_id, max_request_bytes, lane) for r, e in dead]

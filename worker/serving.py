@@ -70,13 +70,15 @@ class BatchServer:
     def __init__(self, kind: Kind[Any], backend: InferenceBackend, metrics: Metrics, *,
                  predictions: Sink, deadletter: Sink, worker_id: str,
                  executor: Executor | None = None, max_inflight: int = 4,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 lane: str | None = None) -> None:
         self.kind = kind
         self._backend = backend
         self._metrics = metrics
         self._predictions = predictions
         self._deadletter = deadletter
         self._worker_id = worker_id
+        self._lane = lane  # named by every output (docs/lanes.md); None: not recorded
         self._executor = executor
         self._max_inflight = max_inflight
         self._max_request_bytes = max_request_bytes
@@ -91,7 +93,7 @@ class BatchServer:
         outs = batch_outputs(result.predictions, result.dead_letters, result.skips,
                              kind=self.kind.name,
                              worker_id=self._worker_id, max_request_bytes=self._max_request_bytes,
-                             ledger=self._ledger)
+                             ledger=self._ledger, lane=self._lane)
         await self._produce(outs)
         self._count(outs)
         for event, record in zip(events, records):

@@ -2,11 +2,11 @@
 is published on, and the check that each lane's worker served what was published on it.
 
 The lane is chosen at the edge as the producers choose it (producers/priority.py: the DICOM
-RequestedProcedurePriority of the STAT sample, routine for everything else). A prediction does
-not name its lane (the STAT worker writes to the shared `predictions` topic), but each lane has
-its own topic and worker: the STAT topics are consumed only by the STAT worker's consumer group,
-and each worker counts what it served in `medstream_lane_records_total{kind,lane}`. The demo
-checks those counts against what it published, per kind and lane.
+RequestedProcedurePriority of the STAT sample, routine for everything else). Every outcome names
+the lane that served it (the `lane` field of predictions and skips, the `worker.lane` header of
+dead letters: `output_lane`), and each worker counts what it served in
+`medstream_lane_records_total{kind,lane}`. The demo checks both against what it published: per
+lane, the outcomes naming it; per kind and lane, each lane worker's counts.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from medstream_tools.soak.worker import http_get
 from medstream_tools.top.promstats import parse_metrics, sum_by
 from producers.settings import ProducerSettings
+from worker.contracts import Prediction, Skip, header_lane
 from worker.lanes import ROUTINE, STAT
 from worker.settings import Settings
 
@@ -48,6 +49,13 @@ def topic_lane(topic: str, topics: Mapping[str, str]) -> str:
     return STAT if topic in {topics[stat] for stat in STAT_TOPICS} else ROUTINE
 
 
+def output_lane(record: Prediction | Skip | None, headers: Mapping[str, bytes]) -> str:
+    """The lane an outcome names: a prediction's or skip's `lane`, else (a dead letter, `record`
+    None) its `worker.lane` header; "?" when it names none."""
+    lane = record.lane if record is not None else header_lane(dict(headers))
+    return lane or "?"
+
+
 def published(topics: Mapping[str, str], sent: Iterable[str]) -> Counter[str]:
     """"kind/lane" -> how many inputs were published there, from the topic of each."""
     kinds = {topics[name]: kind for kind, names in KIND_TOPICS.items() for name in names}
@@ -76,16 +84,21 @@ def wait_served(host: str, ports: Mapping[str, int], expected: Counter[str]
         time.sleep(0.3)
 
 
+def _lanes(counts: Counter[str]) -> str:
+    return ", ".join(f"{lane} {n}" for lane, n in sorted(counts.items())) or "nothing"
+
+
 def _counts(counts: Mapping[str, float]) -> str:
     return ", ".join(f"{series.split('/')[0]} {value:.0f}"
                      for series, value in sorted(counts.items())) or "nothing"
 
 
 def print_lanes(expected: Counter[str], got: Mapping[str, Mapping[str, float]],
-                ports: Mapping[str, int]) -> bool:
-    """One line per lane: published vs served by that lane's worker; whether they agree."""
+                ports: Mapping[str, int], answered: Counter[str]) -> bool:
+    """One line per lane: published vs served by that lane's worker; then published vs the
+    outcomes that name each lane (`answered`: lane -> outcomes); whether they all agree."""
     print("\nlanes (chosen at the edge by producers/priority.py; served = the lane worker's "
-          "medstream_lane_records_total):")
+          "medstream_lane_records_total; answered = outcomes naming the lane):")
     ok = True
     for lane, port in ports.items():
         sent = {k: float(v) for k, v in expected.items() if k.endswith("/" + lane)}
@@ -93,4 +106,10 @@ def print_lanes(expected: Counter[str], got: Mapping[str, Mapping[str, float]],
         ok &= agree
         print(f"  {lane:<7}: published {_counts(sent)} -> {lane} worker (:{port}) served "
               f"{_counts(got.get(lane, {}))} - {'ok' if agree else 'MISMATCH'}")
-    return ok
+    by_lane = Counter[str]()
+    for series, n in expected.items():
+        by_lane[series.split("/")[1]] += n
+    agree = answered == by_lane
+    print(f"  answered: {_lanes(answered)} (published {_lanes(by_lane)}) - "
+          f"{'ok' if agree else 'MISMATCH'}")
+    return ok and agree

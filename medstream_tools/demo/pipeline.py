@@ -15,10 +15,10 @@ With the local stack up (medstream_tools.demo.command does that):
    (medstream_tools.demo.studies);
 4. prints predictions, skips (a scan no model is meant for: a CT, an MR of no declared body
    part, a secondary capture; docs/routing.md) and dead letters as they arrive, each with the
-   lane of its input, then a summary (counts, p50/p95 latency, dead letters), one final result
-   per study, the alerts, and per lane what was published and what that lane's worker served
-   (medstream_tools.demo.lanes); it stops the worker cleanly (SIGTERM, no process left). The
-   stack keeps running;
+   lane it names (the lane that served it), then a summary (counts, p50/p95 latency, dead
+   letters), one final result per study, the alerts, and per lane what was published, what
+   that lane's worker served and how many outcomes name the lane (medstream_tools.demo.lanes);
+   it stops the worker cleanly (SIGTERM, no process left). The stack keeps running;
 5. delivers the study results and alerts to local peers (PACS, MLLP, FHIR) with
    `medstream deliver sr|hl7|fhir` (medstream_tools.demo.delivery).
 """
@@ -29,6 +29,7 @@ import io
 import os
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,9 +43,9 @@ from medstream_tools.demo.delivery import run_delivery
 from medstream_tools.demo.lanes import (
     edge_settings,
     lane_env,
+    output_lane,
     print_lanes,
     published,
-    topic_lane,
     wait_served,
 )
 from medstream_tools.demo.samples import (
@@ -118,12 +119,12 @@ def worker_env(settings: Settings, topics: dict[str, str]) -> dict[str, str]:
 
 
 def publish(settings: Settings, topics: dict[str, str], names: dict[str, str],
-            studies: dict[str, str], lanes: dict[str, str]) -> list[str]:
+            studies: dict[str, str]) -> list[str]:
     """Replay the samples, the study, the deteriorating windows and one truncated window, each
     on the topic the producers choose (producers/priority.py); returns the topic of each message.
 
-    Fills `names` with SOPInstanceUID -> sample file name, `studies` with StudyInstanceUID ->
-    sample file name, for the tables, and `lanes` with event id -> lane of its topic.
+    Fills `names` with SOPInstanceUID -> sample file name and `studies` with StudyInstanceUID ->
+    sample file name, for the tables.
     """
     edge = edge_settings(settings, topics)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
@@ -136,14 +137,12 @@ def publish(settings: Settings, topics: dict[str, str], names: dict[str, str],
         topic = publish_topic(edge, edge.scan, dicom_priority(ds, edge.lanes.stat_rules),
                               lambda: None)  # publish_topic logs an unknown priority
         names[str(ds.SOPInstanceUID)] = name
-        lanes[str(ds.SOPInstanceUID)] = topic_lane(topic, topics)
         if "StudyInstanceUID" in ds:
             studies.setdefault(str(ds.StudyInstanceUID), name.split("#")[0])
         messages.append((topic, name.encode(), data))
     vitals = publish_topic(edge, edge.vitals, ROUTINE_PRIORITY, lambda: None)
     for patient, events in ((DEMO_PATIENT, windows), (ALERT_PATIENT, deteriorating_windows())):
         messages += [(vitals, patient.encode(), data) for _, data in events]
-        lanes.update((event_id, topic_lane(vitals, topics)) for event_id, _ in events)
     messages.append((vitals, b"demo-truncated", windows[0][1][:80]))
     for fut in [producer.send(topic, key=key, value=value) for topic, key, value in messages]:
         fut.get(timeout=30)
@@ -155,14 +154,13 @@ Row = tuple[str, str, str, str, float | None]  # kind, lane, event, result, late
 
 
 def describe(topic: str, topics: dict[str, str], key: bytes | None, value: bytes,
-             headers: dict[str, bytes], names: dict[str, str], lanes: dict[str, str]) -> Row:
-    """(kind, lane, event, result, latency ms) for one output record; the lane of its input."""
+             headers: dict[str, bytes], names: dict[str, str]) -> Row:
+    """(kind, lane, event, result, latency ms) for one output record; the lane it names."""
     if topic == topics["deadletter"]:
-        lane = topic_lane(headers.get("source.topic", b"").decode(), topics)
-        return ("dead", lane, (key or b"-").decode(errors="replace"),
+        return ("dead", output_lane(None, headers), (key or b"-").decode(errors="replace"),
                 headers.get("error.type", b"?").decode(), None)
     p = decode_output(value)
-    lane, event = lanes.get(p.event_id, "?"), names.get(p.event_id, p.event_id)[-28:]
+    lane, event = output_lane(p, headers), names.get(p.event_id, p.event_id)[-28:]
     if isinstance(p, Skip):
         rule = f" ({p.rule['name']})" if p.rule else ""
         return "skip", lane, event, f"skipped: {p.reason}{rule}", p.latency_ms
@@ -174,8 +172,8 @@ def describe(topic: str, topics: dict[str, str], key: bytes | None, value: bytes
     return p.kind, lane, event, result, p.latency_ms
 
 
-def watch(settings: Settings, topics: dict[str, str], total: int, names: dict[str, str],
-          lanes: dict[str, str]) -> list[Row]:
+def watch(settings: Settings, topics: dict[str, str], total: int,
+          names: dict[str, str]) -> list[Row]:
     """Print outputs as they arrive until `total` have come (or the timeout)."""
     consumer = KafkaConsumer(topics["predictions"], topics["deadletter"],
                              bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
@@ -187,8 +185,7 @@ def watch(settings: Settings, topics: dict[str, str], total: int, names: dict[st
         while len(seen) < total and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 for m in batch:
-                    row = describe(m.topic, topics, m.key, m.value, dict(m.headers or []), names,
-                                   lanes)
+                    row = describe(m.topic, topics, m.key, m.value, dict(m.headers or []), names)
                     seen.append(row)
                     kind, lane, event, result, latency = row
                     shown = f"{latency:8.1f} ms" if latency is not None else "       -"
@@ -215,7 +212,7 @@ def summary(seen: list[Row], total: int) -> None:
 
 
 def stat_answered(seen: list[Row]) -> bool:
-    """The STAT sample has a prediction, from an input on the STAT lane; printed."""
+    """The STAT sample has a prediction that names the STAT lane; printed."""
     rows = [row for row in seen if row[0] == "scan" and row[2].split("#")[0] == STAT_SAMPLE]
     ok = bool(rows) and all(row[1] == STAT for row in rows)
     answer = rows[0][3] if rows else "no prediction"
@@ -242,9 +239,8 @@ def run_pipeline_demo(settings: Settings) -> int:
                                            for lane, port in ports.items()))
         names: dict[str, str] = {}
         studies: dict[str, str] = {}
-        lanes: dict[str, str] = {}
-        sent = publish(settings, topics, names, studies, lanes)
-        seen = watch(settings, topics, len(sent), names, lanes)
+        sent = publish(settings, topics, names, studies)
+        seen = watch(settings, topics, len(sent), names)
         summary(seen, len(sent))
         # Studies with a prediction get a result (skip-only studies are not counted yet)
         predicted = {row[2].split("#")[0] for row in seen if row[0] == "scan"}
@@ -253,7 +249,8 @@ def run_pipeline_demo(settings: Settings) -> int:
         print_studies(results, studies)
         print_alerts(alerts, settings.studies.alert_threshold)
         per_lane = published(topics, sent)
-        lanes_ok = print_lanes(per_lane, wait_served(settings.web_host, ports, per_lane), ports)
+        lanes_ok = print_lanes(per_lane, wait_served(settings.web_host, ports, per_lane), ports,
+                               Counter(row[1] for row in seen))
         lanes_ok &= stat_answered(seen)
     finally:
         code, clean = supervisor.stop(worker)

@@ -1,6 +1,6 @@
 """STAT lanes through the real broker and Triton (docs/lanes.md): STAT scans overtake a routine
-backlog while routine keeps progressing; a missing STAT topic fails start-up naming it; Triton
-serves both lanes' request priorities."""
+backlog while routine keeps progressing; every outcome names the lane that served it; a missing
+STAT topic fails start-up naming it; Triton serves both lanes' request priorities."""
 
 from __future__ import annotations
 
@@ -19,8 +19,18 @@ import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
 from medstream_tools.soak.worker import ROOT, http_get
-from tests.support.harness import StatTopics, collect, dicom_scans, keys, producer, publish
+from tests.support.harness import (
+    StatTopics,
+    collect,
+    dicom_scans,
+    keys,
+    mixed_scans,
+    producer,
+    publish,
+    vitals_window,
+)
 from tests.support.harness import TopicsWorker as WorkerProcess
+from worker.contracts import LANE_HEADER, Prediction, Skip, decode_output
 from worker.inference.triton import TritonBackend
 from worker.kinds.scan import scan_model_spec
 from worker.lanes import ROUTINE, STAT, TRITON_PRIORITY
@@ -88,6 +98,48 @@ def test_stat_scans_overtake_a_routine_backlog_and_routine_still_progresses(
             STAT_SCANS)
     finally:
         worker.stop()
+    assert worker.proc is not None and worker.proc.returncode == 0, worker.log_tail()
+
+
+def test_every_outcome_names_the_lane_that_served_it(settings: Settings, topic_factory,
+                                                    tmp_path: Path) -> None:
+    """Predictions, skips and dead letters of both lanes: `lane` field, `worker.lane` header
+    (docs/lanes.md); the routine worker's id is `<id>-0`, the STAT worker's `<id>-stat`."""
+    topics = StatTopics.create(topic_factory, partitions=2)
+    sent = {  # topic -> (key, value), and the lane each input is published on
+        topics.scans: [(uid.encode(), v) for uid, v in dicom_scans(3, patient="pseudo-r")],
+        topics.vitals: [(b"pat-r", vitals_window(f"vr-{i}", seed=i)) for i in range(2)]
+        + [(b"bad-routine", b"{not json")],
+        topics.scans_stat: [(uid.encode(), v) for uid, v, _ in mixed_scans(2, patient="pseudo-s")],
+        topics.vitals_stat: [(b"pat-s", vitals_window("vs-0", seed=5)), (b"bad-stat", b"[1, 2")],
+    }
+    lane_of = {topics.scans: ROUTINE, topics.vitals: ROUTINE, topics.scans_stat: STAT,
+               topics.vitals_stat: STAT}
+    for topic, items in sent.items():
+        publish(settings, topic, items)
+    expected = {json.loads(v)["event_id"] if k.startswith(b"pat-") else k.decode(): lane_of[t]
+                for t, items in sent.items() for k, v in items}
+    worker = WorkerProcess(settings, topics, tmp_path).start()
+    try:
+        worker.wait_ready()
+        outputs = collect(settings, topics, lambda o: len(o) >= len(expected), 240, worker)
+    finally:
+        worker.stop()
+    served, kinds = {}, set()
+    for out in outputs:
+        if out.topic == topics.deadletter:
+            source = out.headers["source.topic"].decode()
+            assert out.headers[LANE_HEADER].decode() == lane_of[source]
+            suffix = "-stat" if lane_of[source] == STAT else "-0"
+            assert out.headers["worker.id"].decode().endswith(suffix)
+            served[out.key.decode()] = out.headers[LANE_HEADER].decode()
+        else:
+            record = decode_output(out.value)
+            served[record.event_id] = record.lane
+            kinds.add(type(record))
+    assert served == expected
+    assert kinds == {Prediction, Skip}  # skips name their lane too
+    assert set(keys(outputs, topics.deadletter)) == {b"bad-routine", b"bad-stat"}
     assert worker.proc is not None and worker.proc.returncode == 0, worker.log_tail()
 
 

@@ -89,6 +89,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
     assert (final.revision, final.status, final.completion, final.complete) == (
         1, "final", "quiet", True)
     assert final.instances == {"total": 8, "predicted": 5, "skipped": 2, "dead_lettered": 1}
+    assert final.lanes == {"routine": 8}  # lanes off: every outcome, dead letter too, is routine
     by_series = {s["series_uid"]: s for s in final.series}
     assert (by_series[DX]["modality"], by_series[DX]["predicted"]) == ("DX", 5)
     assert (by_series[MR]["modality"], by_series[MR]["skipped"]) == ("MR", 2)
@@ -113,6 +114,7 @@ def test_study_results_amendment_bad_input_and_alerts(settings: Settings, topic_
         ("raised", 0, 1), ("cleared", 1, 1)]
     raised, cleared = raised_cleared
     assert raised.alert_id == cleared.alert_id and raised.event_id == "pseudo-alert-w5"
+    assert raised.lane == cleared.lane == "routine"
     assert cleared.event_id == "pseudo-alert-w10" and cleared.peak_risk >= 0.5
     assert raised.news2 == {"score": 13, "band": "high", "missing": [], "subscores": {
         "rr": 3, "spo2": 3, "sbp": 3, "hr": 2, "temp": 2}}

@@ -1,6 +1,6 @@
 """`medstream demo`'s full path: the worker as deployed by default (STAT lanes on), sample data in
-(the brain MR on the STAT lane), live table with each input's lane, summary, study results,
-alerts, what each lane's worker served, clean stop, delivery to the local peers."""
+(the brain MR on the STAT lane), live table with the lane each outcome names, summary, study
+results, alerts, what each lane's worker served, clean stop, delivery to the local peers."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Set
                         r"\(:\d+\) served scan (\d+), vitals (\d+) - ok$", out, re.MULTILINE)
     assert routine and routine.group(1, 2) == routine.group(3, 4) == (str(total - vitals - dead - 1),
                                                                       str(vitals + dead))
+    # ... and every outcome names the lane that served it (`lane` field, `worker.lane` header)
+    assert re.search(r"^  answered: routine (\d+), stat 1 \(published routine \1, stat 1\) - ok$",
+                     out, re.MULTILINE)
     assert re.search(r"^  STAT sample emri_small\.dcm \(RequestedProcedurePriority STAT\): "
                      r"brain_mri_tumour .* - served by the STAT lane$", out, re.MULTILINE)
     assert "worker stopped (exit 0): supervisor, routine and STAT worker all exited" in out

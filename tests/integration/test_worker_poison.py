@@ -62,6 +62,7 @@ def test_poison_messages_are_isolated(settings: Settings, topic_factory, tmp_pat
             assert o.headers["source.topic"].decode() in (topics.scans, topics.vitals)
             assert int(o.headers["source.offset"]) >= 0 and o.headers["error.message"]
             assert o.headers["worker.id"]
+            assert o.headers["worker.lane"] == b"routine"  # lanes off: all is routine
 
         worker.assert_alive()
         assert worker.get("/health")[0] == 200 and worker.get("/ready")[0] == 200

@@ -8,15 +8,25 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom
 
 from medstream_tools.demo import supervisor
-from medstream_tools.demo.lanes import edge_settings, lane_env, print_lanes, published, topic_lane
+from medstream_tools.demo.lanes import (
+    edge_settings,
+    lane_env,
+    output_lane,
+    print_lanes,
+    published,
+    topic_lane,
+)
 from medstream_tools.demo.pipeline import INPUTS, OTHER_TOPICS, sample_scans, stat_answered
 from medstream_tools.demo.samples import STAT_SAMPLE
 from producers.priority import dicom_priority, publish_topic
+from worker.contracts import LANE_HEADER, Prediction
 from worker.lanes import ROUTINE, STAT
 from worker.settings import Settings
 
@@ -47,8 +57,29 @@ def test_the_lane_check_fails_when_a_stat_input_is_served_by_the_routine_worker(
     ports = {ROUTINE: 6066, STAT: 6067}
     right = {ROUTINE: {"scan/routine": 1.0, "vitals/routine": 1.0}, STAT: {"scan/stat": 1.0}}
     wrong = {ROUTINE: {"scan/routine": 2.0, "vitals/routine": 1.0}, STAT: {}}
-    assert print_lanes(sent, right, ports) and not print_lanes(sent, wrong, ports)
+    answered = Counter({ROUTINE: 2, STAT: 1})
+    assert print_lanes(sent, right, ports, answered)
+    assert not print_lanes(sent, wrong, ports, answered)
     assert "stat worker (:6067) served nothing - MISMATCH" in capsys.readouterr().out
+
+
+def test_the_lane_check_fails_when_the_outcomes_name_another_lane(capsys) -> None:
+    sent = published(TOPICS, [TOPICS["scans.stat"], TOPICS["vitals"]])
+    served = {ROUTINE: {"vitals/routine": 1.0}, STAT: {"scan/stat": 1.0}}
+    ports = {ROUTINE: 6066, STAT: 6067}
+    assert not print_lanes(sent, served, ports, Counter({ROUTINE: 2}))
+    assert not print_lanes(sent, served, ports, Counter({ROUTINE: 1, "?": 1}))  # one named none
+    assert "answered: ? 1, routine 1 (published routine 1, stat 1) - MISMATCH" in (
+        capsys.readouterr().out)
+
+
+def test_the_demo_reads_the_lane_each_outcome_names() -> None:
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    pred = Prediction("e", "scan", None, "m", "1", {}, t, t, 1.0, lane=STAT)
+    assert output_lane(pred, {}) == STAT
+    assert output_lane(replace(pred, lane=None), {LANE_HEADER: b"stat"}) == "?"  # the field rules
+    assert output_lane(None, {LANE_HEADER: b"routine"}) == ROUTINE  # a dead letter's header
+    assert output_lane(None, {}) == "?"
 
 
 def test_the_stat_sample_must_be_answered_from_the_stat_lane() -> None:

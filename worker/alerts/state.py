@@ -47,7 +47,7 @@ def _alert(state: State, status: str, now: float) -> Alert:
         raised_at=_when(state["raised_at"]), seq=state["seq"], status=status,  # type: ignore[arg-type]
         risk=last["risk"], peak_risk=state["peak"], news2=last["news2"],
         event_id=last["event_id"], event_time=_when(last["event_time"]), model=last["model"],
-        model_version=last["model_version"], produced_at=_when(now))
+        model_version=last["model_version"], produced_at=_when(now), lane=last.get("lane"))
 
 
 def apply_risk(state: State | None, event: RiskEvent, partition: int, now: float,
@@ -64,7 +64,8 @@ def apply_risk(state: State | None, event: RiskEvent, partition: int, now: float
     state["last_seen"] = now
     state["buffer"].append({"risk": event.risk, "news2": event.news2, "event_id": event.event_id,
                             "event_time": moment, "model": event.model,
-                            "model_version": event.model_version, "arrived": now})
+                            "model_version": event.model_version, "lane": event.lane,
+                            "arrived": now})
     return state, None
 
 

@@ -16,6 +16,7 @@ from worker.contracts.alert import (
 )
 from worker.contracts.fields import iso, parse_utc
 from worker.contracts.identity import input_digest, is_pseudonym
+from worker.contracts.lane import LANE_HEADER, LANES, ROUTINE, STAT, header_lane
 from worker.contracts.prediction import (
     PREDICTION_SCHEMA,
     Prediction,
@@ -74,11 +75,15 @@ from worker.contracts.vitals import (
 __all__ = [
     "ALERT_SCHEMA",
     "CHANNELS",
+    "LANES",
+    "LANE_HEADER",
     "PLAUSIBLE",
     "PREDICTION_SCHEMA",
     "RISK_EVENT_SCHEMA",
+    "ROUTINE",
     "SCAN_SCHEMA",
     "SKIP_SCHEMA",
+    "STAT",
     "STUDY_EVENT_SCHEMA",
     "STUDY_SCHEMA",
     "TICK",
@@ -119,6 +124,7 @@ __all__ = [
     "encode_study_result",
     "encode_vitals",
     "full_deadletter",
+    "header_lane",
     "input_digest",
     "is_dicom",
     "is_pseudonym",

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from worker.contracts.fields import check_schema, dump, iso, json_object, parse_utc, text
+from worker.contracts.lane import optional_lane
 from worker.errors import DeadLetterReason, PoisonMessage
 
 RISK_EVENT_SCHEMA = "medstream.risk-event/v1"
@@ -34,6 +35,7 @@ class RiskEvent:
     model: str
     model_version: str
     news2: dict[str, Any]  # worker.news2.window_news2 of the same window
+    lane: str | None = None  # the lane that served the window (None: its prediction did not say)
 
 
 def encode_risk_event(event: RiskEvent) -> bytes:
@@ -42,6 +44,7 @@ def encode_risk_event(event: RiskEvent) -> bytes:
         "schema": RISK_EVENT_SCHEMA, "patient_id": event.patient_id, "event_id": event.event_id,
         "event_time": iso(event.event_time), "risk": event.risk, "model": event.model,
         "model_version": event.model_version, "news2": event.news2,
+        **({"lane": event.lane} if event.lane is not None else {}),
     })
 
 
@@ -63,6 +66,7 @@ def decode_risk_event(value: bytes) -> RiskEvent:
         patient_id=text(obj, "patient_id"), event_id=text(obj, "event_id"),
         event_time=parse_utc(obj.get("event_time"), "event_time"), risk=_risk(obj.get("risk")),
         model=text(obj, "model"), model_version=text(obj, "model_version"), news2=news2,
+        lane=optional_lane(obj),
     )
 
 
@@ -83,6 +87,7 @@ class Alert:
     model: str
     model_version: str
     produced_at: datetime
+    lane: str | None = None  # the lane that served that window (None: not recorded)
 
     @property
     def alert_id(self) -> str:
@@ -99,6 +104,7 @@ def encode_alert(alert: Alert) -> bytes:
         "news2": alert.news2, "event_id": alert.event_id, "event_time": iso(alert.event_time),
         "model": alert.model, "model_version": alert.model_version,
         "produced_at": iso(alert.produced_at),
+        **({"lane": alert.lane} if alert.lane is not None else {}),
     })
 
 
@@ -126,4 +132,5 @@ def decode_alert(value: bytes) -> Alert:
         event_time=parse_utc(obj.get("event_time"), "event_time"),
         model=text(obj, "model"), model_version=text(obj, "model_version"),
         produced_at=parse_utc(obj.get("produced_at"), "produced_at"),
+        lane=optional_lane(obj),
     )

@@ -16,11 +16,12 @@ from worker.contracts.fields import (
     parse_utc,
     text,
 )
+from worker.contracts.lane import optional_lane
 from worker.errors import DeadLetterReason, PoisonMessage
 
 PREDICTION_SCHEMA = "medstream.prediction/v1"
 _FIELDS = ("schema", "event_id", "kind", "patient_id", "model", "model_version", "outputs",
-           "event_time", "produced_at", "latency_ms", "input_digest", "event_id_conflict")
+           "event_time", "produced_at", "latency_ms", "input_digest", "event_id_conflict", "lane")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Prediction:
     extra: dict[str, Any] = field(default_factory=dict)  # study_uid / sop_uid for scans
     input_digest: str | None = None  # "sha256:<hex>" of the input value (worker.contracts.identity)
     event_id_conflict: bool = False  # this worker saw the event id with another digest recently
+    lane: str | None = None  # "stat" | "routine": the lane that served it; None: not recorded
 
 
 def encode_prediction(pred: Prediction) -> bytes:
@@ -57,6 +59,7 @@ def encode_prediction(pred: Prediction) -> bytes:
         "latency_ms": round(pred.latency_ms, 3),
         **({"input_digest": pred.input_digest} if pred.input_digest is not None else {}),
         **({"event_id_conflict": True} if pred.event_id_conflict else {}),
+        **({"lane": pred.lane} if pred.lane is not None else {}),
     })
 
 
@@ -84,4 +87,5 @@ def decode_prediction(value: bytes) -> Prediction:
         extra={k: v for k, v in obj.items() if k not in _FIELDS},
         input_digest=optional_text(obj, "input_digest"),
         event_id_conflict=obj.get("event_id_conflict", False),
+        lane=optional_lane(obj),
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.contracts.fields import dump, json_object
+from worker.contracts.lane import LANE_HEADER
 from worker.errors import DeadLetterReason, PoisonMessage
 
 MAX_ERROR_CHARS = 500
@@ -61,14 +62,16 @@ def check_size(value: bytes, limit: int) -> None:
 
 
 def deadletter_headers(
-    record: InputRecord, error: PoisonMessage, worker_id: str
+    record: InputRecord, error: PoisonMessage, worker_id: str, lane: str | None = None
 ) -> list[tuple[str, bytes]]:
-    """The original headers plus error.type/error.message/source.*/worker.id (DESIGN.md)."""
-    ours = _ours(record, error, worker_id)
+    """The original headers plus error.type/error.message/source.*/worker.id (DESIGN.md) and
+    worker.lane when the lane is known (docs/lanes.md)."""
+    ours = _ours(record, error, worker_id, lane)
     return [(k, v) for k, v in record.headers if k not in ours] + _encoded(ours)
 
 
-def _ours(record: InputRecord, error: PoisonMessage, worker_id: str) -> dict[str, str]:
+def _ours(record: InputRecord, error: PoisonMessage, worker_id: str,
+          lane: str | None) -> dict[str, str]:
     return {
         "error.type": error.reason.value,
         "error.message": str(error)[:MAX_ERROR_CHARS],
@@ -76,6 +79,7 @@ def _ours(record: InputRecord, error: PoisonMessage, worker_id: str) -> dict[str
         "source.partition": str(record.partition),
         "source.offset": str(record.offset),
         "worker.id": worker_id,
+        **({LANE_HEADER: lane} if lane is not None else {}),
     }
 
 
@@ -84,20 +88,23 @@ def _encoded(headers: dict[str, str]) -> Headers:
     return [(k, v.encode("utf-8", "backslashreplace")) for k, v in headers.items()]
 
 
-def full_deadletter(record: InputRecord, error: PoisonMessage, worker_id: str) -> OutputRecord:
+def full_deadletter(record: InputRecord, error: PoisonMessage, worker_id: str,
+                    lane: str | None = None) -> OutputRecord:
     """The dead letter of DESIGN.md: original key, original value unchanged, error headers."""
-    return OutputRecord(record.key, record.value, deadletter_headers(record, error, worker_id))
+    return OutputRecord(record.key, record.value,
+                        deadletter_headers(record, error, worker_id, lane))
 
 
 def _digest(data: bytes) -> dict[str, Any]:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def bounded_deadletter(record: InputRecord, error: PoisonMessage, worker_id: str) -> OutputRecord:
+def bounded_deadletter(record: InputRecord, error: PoisonMessage, worker_id: str,
+                       lane: str | None = None) -> OutputRecord:
     """A dead letter of a few KiB whatever the original's size (see the module docstring)."""
     key = record.key if record.key is None or len(record.key) <= STUB_MAX_KEY_BYTES else None
     kept = list(record.headers) if _headers_size(record.headers) <= STUB_MAX_HEADER_BYTES else []
-    ours = _ours(record, error, worker_id)
+    ours = _ours(record, error, worker_id, lane)
     value = _digest(record.value)
     stub = dump({
         "schema": DEADLETTER_STUB_SCHEMA,

@@ -24,12 +24,13 @@ from worker.contracts.fields import (
     parse_utc,
     text,
 )
+from worker.contracts.lane import optional_lane
 from worker.contracts.prediction import Prediction, decode_prediction
 from worker.errors import DeadLetterReason, PoisonMessage
 
 SKIP_SCHEMA = "medstream.skip/v1"
 _FIELDS = ("schema", "event_id", "kind", "patient_id", "outcome", "reason", "rule", "attributes",
-           "event_time", "produced_at", "latency_ms", "input_digest")
+           "event_time", "produced_at", "latency_ms", "input_digest", "lane")
 
 
 class SkipReason(StrEnum):
@@ -56,6 +57,7 @@ class Skip:
     latency_ms: float
     extra: dict[str, Any] = field(default_factory=dict)  # study_uid / sop_uid for scans
     input_digest: str | None = None  # "sha256:<hex>" of the input value, as in predictions
+    lane: str | None = None  # "stat" | "routine", as in predictions
 
 
 def encode_skip(skip: Skip) -> bytes:
@@ -74,6 +76,7 @@ def encode_skip(skip: Skip) -> bytes:
         "produced_at": iso(skip.produced_at),
         "latency_ms": round(skip.latency_ms, 3),
         **({"input_digest": skip.input_digest} if skip.input_digest is not None else {}),
+        **({"lane": skip.lane} if skip.lane is not None else {}),
     })
 
 
@@ -103,6 +106,7 @@ def decode_skip(value: bytes) -> Skip:
         latency_ms=float(latency),
         extra={k: v for k, v in obj.items() if k not in _FIELDS},
         input_digest=optional_text(obj, "input_digest"),
+        lane=optional_lane(obj),
     )
 
 

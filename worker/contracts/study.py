@@ -25,6 +25,7 @@ from worker.contracts.fields import (
     parse_utc,
     text,
 )
+from worker.contracts.lane import LANES, optional_lane
 from worker.errors import DeadLetterReason, PoisonMessage
 
 STUDY_EVENT_SCHEMA = "medstream.study-event/v1"
@@ -56,6 +57,7 @@ class StudyEvent:
     model_version: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     reason: str | None = None  # skipped / dead-lettered: why
+    lane: str | None = None  # the lane that served the instance (None: its outcome did not say)
 
 
 def encode_study_event(event: StudyEvent) -> bytes:
@@ -68,6 +70,7 @@ def encode_study_event(event: StudyEvent) -> bytes:
         "event_time": None if event.event_time is None else iso(event.event_time),
         "model": event.model, "model_version": event.model_version,
         "probabilities": event.probabilities or None, "reason": event.reason,
+        "lane": event.lane,
     }
     return dump({k: v for k, v in body.items() if v is not None})
 
@@ -98,7 +101,7 @@ def decode_study_event(value: bytes) -> StudyEvent:
         event_time=None if event_time is None else parse_utc(event_time, "event_time"),
         model=optional_text(obj, "model"), model_version=optional_text(obj, "model_version"),
         probabilities=_probabilities(obj.get("probabilities")),
-        reason=optional_text(obj, "reason"),
+        reason=optional_text(obj, "reason"), lane=optional_lane(obj),
     )
 
 
@@ -121,6 +124,7 @@ class StudyResult:
     first_seen: datetime
     last_seen: datetime
     produced_at: datetime
+    lanes: dict[str, int] = field(default_factory=dict)  # lane -> instances it served
 
     @property
     def status(self) -> str:
@@ -144,6 +148,7 @@ def encode_study_result(result: StudyResult) -> bytes:
         "study_time": None if result.study_time is None else iso(result.study_time),
         "first_seen": iso(result.first_seen), "last_seen": iso(result.last_seen),
         "produced_at": iso(result.produced_at), "latency_s": result.latency_s,
+        "lanes": result.lanes,
     })
 
 
@@ -158,6 +163,18 @@ def _typed(obj: dict[str, Any], name: str, kind: type) -> Any:
     value = obj.get(name)
     if not isinstance(value, kind):
         raise PoisonMessage(DeadLetterReason.SCHEMA, f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _lanes(value: object) -> dict[str, int]:
+    """`lanes` of a study result: absent (a result from before the field) is {}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            k in LANES and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+            for k, n in value.items()):
+        raise PoisonMessage(DeadLetterReason.SCHEMA,
+                            f"field 'lanes' must map lanes {list(LANES)} to counts")
     return value
 
 
@@ -180,4 +197,5 @@ def decode_study_result(value: bytes) -> StudyResult:
         first_seen=parse_utc(obj.get("first_seen"), "first_seen"),
         last_seen=parse_utc(obj.get("last_seen"), "last_seen"),
         produced_at=parse_utc(obj.get("produced_at"), "produced_at"),
+        lanes=_lanes(obj.get("lanes")),
     )

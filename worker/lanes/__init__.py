@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worker.contracts.lane import LANES, ROUTINE, STAT
+
 if TYPE_CHECKING:
     from worker.settings import Settings
 
-STAT, ROUTINE = "stat", "routine"
-LANES = (STAT, ROUTINE)
+__all__ = ["LANES", "ROUTINE", "STAT", "STAT_APP_SUFFIX", "TRITON_PRIORITY", "process_lane",
+           "request_priority"]
+
 #: Triton request priority per lane (1 is the highest; the models declare priority_levels: 2)
 TRITON_PRIORITY = {STAT: 1, ROUTINE: 2}
 STAT_APP_SUFFIX = "-stat"  # the STAT worker's faust app id (consumer group): <app id>-stat

@@ -25,6 +25,7 @@ from worker.contracts import (
     StudyEvent,
     decode_output,
     decode_scan_envelope,
+    header_lane,
     is_dicom,
     looks_like_json,
 )
@@ -73,7 +74,7 @@ def from_prediction(record: InputRecord) -> StudyEvent | RiskEvent | Unattribute
         series_uid=_text(pred.extra.get("series_uid")), modality=_text(pred.extra.get("modality")),
         patient_id=pred.patient_id, event_time=pred.event_time, model=pred.model,
         model_version=pred.model_version,
-        probabilities=probabilities if isinstance(probabilities, dict) else {})
+        probabilities=probabilities if isinstance(probabilities, dict) else {}, lane=pred.lane)
 
 
 def _skipped(skip: Skip, record: InputRecord) -> StudyEvent | Unattributed:
@@ -86,7 +87,8 @@ def _skipped(skip: Skip, record: InputRecord) -> StudyEvent | Unattributed:
     return StudyEvent(
         study_uid=study, sop_uid=sop, outcome="skipped", seen_at=_seen(record),
         series_uid=_text(skip.extra.get("series_uid")), modality=modality,
-        patient_id=skip.patient_id, event_time=skip.event_time, reason=skip.reason.value)
+        patient_id=skip.patient_id, event_time=skip.event_time, reason=skip.reason.value,
+        lane=skip.lane)
 
 
 def _risk(pred: Prediction) -> RiskEvent | Unattributed:
@@ -96,7 +98,7 @@ def _risk(pred: Prediction) -> RiskEvent | Unattributed:
     return RiskEvent(patient_id=pred.patient_id, event_id=pred.event_id,
                      event_time=pred.event_time, risk=float(risk), model=pred.model,
                      model_version=pred.model_version,
-                     news2=news2 if isinstance(news2, dict) else {})
+                     news2=news2 if isinstance(news2, dict) else {}, lane=pred.lane)
 
 
 def scan_identifiers(value: bytes) -> dict[str, str | None] | None:
@@ -141,4 +143,5 @@ def from_deadletter(record: InputRecord,
         study_uid=study, sop_uid=ids["SOPInstanceUID"] or f"offset:{where}",
         outcome="dead_lettered", seen_at=_seen(record), series_uid=ids["SeriesInstanceUID"],
         modality=ids["Modality"], patient_id=ids["PatientID"],
-        reason=headers.get("error.type", b"unknown").decode("utf-8", "replace"))
+        reason=headers.get("error.type", b"unknown").decode("utf-8", "replace"),
+        lane=header_lane(headers))

@@ -64,7 +64,7 @@ def new_state(study_uid: str, partition: int, event: StudyEvent) -> State:
 
 def _new_group() -> dict[str, Any]:
     return {"n": 0, "study_time": None, "series": {}, "models": {},
-            "reasons": {"skipped": {}, "dead_lettered": {}}}
+            "reasons": {"skipped": {}, "dead_lettered": {}}, "lanes": {}}
 
 
 def main_group(state: State) -> tuple[str, dict[str, Any]]:
@@ -141,6 +141,8 @@ def _aggregate(state: State, group: dict[str, Any], event: StudyEvent,
         "modality": event.modality, "predicted": 0, "skipped": 0, "dead_lettered": 0})
     series["modality"] = series["modality"] or event.modality
     series[event.outcome] += 1
+    if event.lane is not None:  # a state from before lanes were recorded has no "lanes"
+        _count(group.setdefault("lanes", {}), event.lane)
     if event.outcome == "predicted":
         _add_prediction(group, event, settings.top_k)
     else:
@@ -214,6 +216,6 @@ def close(state: State, completion: str, now: float,
         anomalies=dict(sorted(anomalies.items())), missing_required=missing,
         study_time=None if group["study_time"] is None else _when(group["study_time"]),
         first_seen=_when(state["first_seen"]), last_seen=_when(state["last_seen"]),
-        produced_at=_when(now),
+        produced_at=_when(now), lanes=dict(sorted(group.get("lanes", {}).items())),
     )
     return state, result
