@@ -135,6 +135,8 @@ def test_shm_regions_are_those_named_by_the_group() -> None:
     group = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", region.name,
                               "not_a_region"], start_new_session=True)
     try:
+        cmdline = Path(f"/proc/{group.pid}/cmdline")  # the parent's until the child has exec'd
+        wait_for("the child's exec", lambda: region.name.encode() in cmdline.read_bytes(), 30, 0.01)
         assert shm_regions(group.pid) == [region]
     finally:
         group.kill()
