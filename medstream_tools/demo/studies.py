@@ -95,7 +95,7 @@ def collect(settings: Settings, topics: dict[str, str], studies: set[str], timeo
 
 
 def print_studies(results: dict[str, StudyResult], names: dict[str, str]) -> None:
-    """One line per study: status, counts, per-model max probability (no identifiers)."""
+    """One line per study: status, counts, lanes served, per-model max probability (no identifiers)."""
     print(f"\nstudy results ({len(results)} studies, one final result each):")
     for uid, r in sorted(results.items(), key=lambda kv: names.get(kv[0], kv[0])):
         n = r.instances
@@ -103,9 +103,10 @@ def print_studies(results: dict[str, StudyResult], names: dict[str, str]) -> Non
             f"{m['model']} max " + ", ".join(f"{label}={p['max']:.3f}"
                                              for label, p in m["probabilities"].items())
             for m in r.models) or "no model"
+        lanes = ", ".join(f"{lane} {count}" for lane, count in sorted(r.lanes.items())) or "-"
         print(f"  study {names.get(uid, '?'):<22} {r.status} ({r.completion}) instances "
               f"{n['total']}: {n['predicted']} predicted, {n['skipped']} skipped, "
-              f"{n['dead_lettered']} dead - {models}")
+              f"{n['dead_lettered']} dead (lanes: {lanes}) - {models}")
 
 
 def print_alerts(alerts: list[Alert], threshold: float) -> None:

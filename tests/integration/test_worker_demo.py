@@ -62,6 +62,10 @@ def test_demo_answers_every_sample_through_the_worker_and_delivers(settings: Set
     assert len(names) == len(set(names))  # one final result per study
     assert {"RG1_UNCR.dcm", "emri_small.dcm", "study-RG1_UNCR.dcm"} <= set(names)
     assert ("study-RG1_UNCR.dcm", "3", "3") in studies
+    assert re.search(r"^  study emri_small\.dcm\s+final .* \(lanes: stat 1\) - brain_mri_tumour", out,
+                     re.MULTILINE)  # the study result counts the instance its STAT lane served
+    assert re.search(r"^  study study-RG1_UNCR\.dcm\s+final .* \(lanes: routine 3\) - ", out,
+                     re.MULTILINE)
     assert re.search(r"study-RG1_UNCR\.dcm .* chest_xray_pneumonia max normal=[01]\.\d{3}", out)
     assert re.search(r"^  alert raised: episode 1, risk 0\.[5-9]\d\d .* NEWS2 13 \(high\)", out,
                      re.MULTILINE)
