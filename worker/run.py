@@ -33,7 +33,7 @@ from worker.metrics import Metrics
 from worker.multiprocess import supervise
 from worker.routing import Route, RuleSet, check_rules
 from worker.scan_input import quiet_pydicom
-from worker.security import kafka_security, triton_grpc_security
+from worker.security import kafka_security
 from worker.settings import Settings
 from worker.studies.topics import study_topic_specs
 
@@ -49,8 +49,7 @@ async def check_triton(settings: Settings,
                        kinds: Sequence[KindSpec] = KINDS) -> dict[str, ModelInfo]:
     """Server live/ready, each kind's models ready and matching, routing rules allowed by the
     models' declarations, and the kinds' checks passed; the models' ModelInfo by name."""
-    backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                            metrics=Metrics.create(), channel=triton_grpc_security(settings))
+    backend = TritonBackend.from_settings(settings, Metrics.create())
     input_topics(settings, kinds)  # ConfigurationError: shared model or topic, unusable rules
     routed = [kind.routing(settings) for kind in kinds if kind.routing is not None]
     served = [(kind, kind.model_spec(name)) for kind in kinds for name in kind.models(settings)]
