@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import faust
 import numpy as np
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -35,6 +34,7 @@ from worker.routing import Route, RuleSet, check_rules
 from worker.scan_input import quiet_pydicom
 from worker.security import kafka_security
 from worker.settings import Settings
+from worker.stopping import BoundedStopWorker, StopDeadline
 from worker.studies.topics import study_topic_specs
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,8 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built
     asyncio.set_event_loop(loop)
     app = create_app(settings, models, kinds=kinds)
-    worker = faust.Worker(app, loglevel=log_level, loop=loop)
+    worker = BoundedStopWorker(app, loglevel=log_level, loop=loop,
+                               stop_deadline=StopDeadline(settings.stop_deadline_s))
     worker.execute_from_commandline()
     return 0
 
