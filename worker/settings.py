@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     breaker_probe_s: float = Field(0.5, gt=0)  # readiness probes while a breaker is open
     triton_reconnect_initial_s: float = Field(0.25, gt=0)  # gRPC's reconnect backoff: 1 s..120 s
     triton_reconnect_max_s: float = Field(1.0, gt=0)
-    stop_deadline_s: float = Field(10.0, gt=0)  # a stop still running then exits at once (143)
+    stop_deadline_s: float = Field(40.0, gt=0)  # a stop still running then exits at once (143)
     decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
     require_deidentified: bool = False  # scans must declare de-identification (not_deidentified)
 
