@@ -33,7 +33,7 @@ from worker.probes import (
     LoopMonitor,
     ReadinessProbe,
 )
-from worker.security import kafka_security, triton_grpc_security
+from worker.security import kafka_security
 from worker.serving import BatchServer, serve_stream
 from worker.settings import KindSettings, Settings
 from worker.streaming_patches import install as install_streaming_patches
@@ -95,9 +95,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
     threadpool_limits(limits=1, user_api="blas")
     app = _faust_app(settings)
     readiness = Readiness(metrics)
-    triton = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                           metrics=metrics, channel=triton_grpc_security(settings),
-                           priority=request_priority(settings))
+    triton = TritonBackend.from_settings(settings, metrics, request_priority(settings))
     lane = process_lane(settings)  # this process serves one lane (docs/lanes.md)
     topics = {spec.name: t for spec in kinds if (t := lane_topic(settings, spec, lane))}
     kinds = [spec for spec in kinds if spec.name in topics]  # those with this lane
@@ -117,6 +115,7 @@ def create_app(settings: Settings, models: dict[str, ModelInfo], metrics: Metric
     backend = RetryingBackend(
         triton, backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
         threshold=settings.breaker_threshold, metrics=metrics, on_open=opened, on_close=closed,
+        probe_s=settings.breaker_probe_s,
         max_inflight=settings.triton_max_inflight
         * max(spec.settings(settings).concurrency for spec in kinds))
 

@@ -23,7 +23,7 @@ from worker.readiness import KAFKA, TRITON, Readiness, model_blocker
 
 log = logging.getLogger(__name__)
 
-PROBE_INTERVAL_S = 3.0
+PROBE_INTERVAL_S = 1.0  # how soon /ready follows a dependency (docs/reliability.md)
 PROBE_TIMEOUT_S = 2.0
 LOOP_TICK_S = 1.0
 MAX_LOOP_LAG_S = 5.0

@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import faust
 import numpy as np
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -33,8 +32,9 @@ from worker.metrics import Metrics
 from worker.multiprocess import supervise
 from worker.routing import Route, RuleSet, check_rules
 from worker.scan_input import quiet_pydicom
-from worker.security import kafka_security, triton_grpc_security
+from worker.security import kafka_security
 from worker.settings import Settings
+from worker.stopping import BoundedStopWorker, StopDeadline
 from worker.studies.topics import study_topic_specs
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ async def check_triton(settings: Settings,
                        kinds: Sequence[KindSpec] = KINDS) -> dict[str, ModelInfo]:
     """Server live/ready, each kind's models ready and matching, routing rules allowed by the
     models' declarations, and the kinds' checks passed; the models' ModelInfo by name."""
-    backend = TritonBackend(settings.triton_grpc_url, timeout_s=settings.triton_timeout_s,
-                            metrics=Metrics.create(), channel=triton_grpc_security(settings))
+    backend = TritonBackend.from_settings(settings, Metrics.create())
     input_topics(settings, kinds)  # ConfigurationError: shared model or topic, unusable rules
     routed = [kind.routing(settings) for kind in kinds if kind.routing is not None]
     served = [(kind, kind.model_spec(name)) for kind in kinds for name in kind.models(settings)]
@@ -168,7 +167,8 @@ def serve(settings: Settings, kinds: Sequence[KindSpec], log_level: str = "info"
     loop = asyncio.new_event_loop()  # faust binds to the current loop when the app is built
     asyncio.set_event_loop(loop)
     app = create_app(settings, models, kinds=kinds)
-    worker = faust.Worker(app, loglevel=log_level, loop=loop)
+    worker = BoundedStopWorker(app, loglevel=log_level, loop=loop,
+                               stop_deadline=StopDeadline(settings.stop_deadline_s))
     worker.execute_from_commandline()
     return 0
 

@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     retry_initial_s: float = Field(0.2, gt=0)  # retryable errors: exponential backoff + jitter
     retry_max_s: float = Field(5.0, gt=0)
     breaker_threshold: int = Field(3, ge=1)  # consecutive failures that open the breaker
+    breaker_probe_s: float = Field(0.5, gt=0)  # readiness probes while a breaker is open
+    triton_reconnect_initial_s: float = Field(0.25, gt=0)  # gRPC's reconnect backoff: 1 s..120 s
+    triton_reconnect_max_s: float = Field(1.0, gt=0)
+    stop_deadline_s: float = Field(40.0, gt=0)  # a stop still running then exits at once (143)
     decode_threads: int = Field(2, ge=1)  # DICOM decoding off the event loop
     require_deidentified: bool = False  # scans must declare de-identification (not_deidentified)
 
@@ -271,8 +275,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:
-        if self.retry_max_s < self.retry_initial_s:
-            raise ValueError("retry_max_s must be >= retry_initial_s")
+        for low, high in (("retry_initial_s", "retry_max_s"),
+                          ("triton_reconnect_initial_s", "triton_reconnect_max_s")):
+            if getattr(self, high) < getattr(self, low):
+                raise ValueError(f"{high} must be >= {low}")
         return self
 
     @model_validator(mode="after")

@@ -32,6 +32,13 @@ the per-message fast path out (logging why) when the running source differs.
    records were committed unprocessed. The circuit breaker pauses mid-batch exactly so.
    `_wait_next_records` returns a copy instead: the batch already fetched is delivered whole
    and the pause applies from the next fetch (tests/unit/test_streaming_patches.py).
+5. **A stop without a broker.** With the broker gone, aiokafka's fetch requests fail and sleep
+   out a retry backoff; `Fetcher.close` cancels them and awaits each without catching the
+   `CancelledError` (`aiokafka/consumer/fetcher.py`), so the consumer thread's stop raises
+   it, and mode's `ServiceThread._start_thread` only reports the shutdown of a thread that
+   ended with an `Exception`: the worker waited `shutdown_timeout` (60 s) for a thread long
+   gone. The consumer thread's `on_thread_stop` takes that stray cancellation as the end of
+   the close (its own cancellation still propagates), so the shutdown is reported at once.
 
 The transport is installed through faust's public `app.transport` setter; the producer keeps
 its own transport.
@@ -39,6 +46,7 @@ its own transport.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import logging
@@ -50,9 +58,11 @@ from typing import Any
 import aiokafka
 import faust
 import mode
+from aiokafka.consumer.fetcher import Fetcher
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
+from mode.threads import ServiceThread
 
 from worker.changelog_ends import log_ends
 
@@ -76,6 +86,12 @@ UPSTREAM_SHA256 = {
         "6218e1969a636b3ff504ad1b8e7ad58a113572e43d746cc96d684ed5153032c6",
     "faust.transport.consumer.Consumer.pause_partitions":
         "27a1c94bdacd54de06593ec4eb040b32e9e7c9534e9af041f6ed66723df5f922",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.on_thread_stop":
+        "8dfc004e258b6c25edd2b0986531aea0fc75dd5cef0d0718c87848af33c6f757",
+    "aiokafka.consumer.fetcher.Fetcher.close":
+        "1cd24bc1c442149e7d9a4ddef0770f4aa1272c60c4c7f2a89ab7a50e4444d44b",
+    "mode.threads.ServiceThread._start_thread":
+        "a06373478446fb6192a52e3884096299d569633973bf57e528108c449478f173",
 }
 
 
@@ -93,6 +109,10 @@ def _upstream() -> dict[str, Callable[..., Any]]:
             faust_consumer.Consumer._wait_next_records,
         "faust.transport.consumer.Consumer.pause_partitions":
             faust_consumer.Consumer.pause_partitions,
+        "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.on_thread_stop":
+            faust_aiokafka.AIOKafkaConsumerThread.on_thread_stop,
+        "aiokafka.consumer.fetcher.Fetcher.close": Fetcher.close,
+        "mode.threads.ServiceThread._start_thread": ServiceThread._start_thread,
     }
 
 
@@ -145,6 +165,15 @@ class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
         reported = await super()._highwaters(partitions)
         return await log_ends(self._create_client_consumer(self.transport), reported)
+
+    async def on_thread_stop(self) -> None:
+        try:
+            await super().on_thread_stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this task's own cancellation
+                raise
+            log.warning("consumer closed with a fetch request still retrying (broker gone?)")
 
 
 class FetchWaitConsumer(faust_aiokafka.Consumer):

@@ -1,12 +1,14 @@
 """Readiness of an IDLE worker follows its dependencies (no traffic, so no breaker involved):
 Triton stopped -> /ready 503 naming `triton`, back -> 200; its broker stopped -> 503 naming
 `kafka`. /health stays 200 meanwhile (the event loop is fine), and the consumer lag is exported
-for every assigned partition before any message was served.
+for every assigned partition before any message was served. A SIGTERMed worker whose broker is
+gone stops cleanly (exit 0), or exits 143 when MEDSTREAM_STOP_DEADLINE_S cuts the stop short.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,10 @@ from tests.support.harness import wait_for_worker as wait_for
 from tests.support.ports import free_port
 from tests.support.stack import private_triton
 from worker.settings import Settings
+from worker.stopping import STOP_DEADLINE_EXIT_CODE
 from worker.topics import create_topics
+
+STOP_WAIT_S = 30.0
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +67,12 @@ def test_idle_worker_is_not_ready_while_triton_is_down(settings: Settings, topic
         own_triton.stop()
 
 
-def test_idle_worker_is_not_ready_while_its_broker_is_down(settings: Settings,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize(("deadline_env", "exit_code"), [
+    ({}, 0),  # a clean stop (it took 62 s before worker/streaming_patches.py patch 5)
+    ({"MEDSTREAM_STOP_DEADLINE_S": "0.05"}, STOP_DEADLINE_EXIT_CODE),  # the deadline cuts it
+], ids=["clean", "deadline"])
+def test_idle_worker_is_not_ready_while_its_broker_is_down_and_stops_on_sigterm(
+        settings: Settings, tmp_path: Path, deadline_env: dict[str, str], exit_code: int) -> None:
     cfg = StackConfig.from_settings(settings, state_dir=tmp_path / "broker", kafka_port=free_port())
     cfg.state_dir.mkdir()
     broker_up(cfg)
@@ -72,15 +81,20 @@ def test_idle_worker_is_not_ready_while_its_broker_is_down(settings: Settings,
     topics = Topics("scans", "vitals", "predictions", "deadletter")
     create_topics(bootstrap, [NewTopic(t, 2, 1) for t in vars(topics).values()])
     worker = WorkerProcess(settings.model_copy(update={"kafka_bootstrap": bootstrap}), topics,
-                           tmp_path / "worker").start()
+                           tmp_path / "worker", extra_env=deadline_env).start()
     try:
         worker.wait_ready(60)
         assert own_broker.stop()
         wait_for(worker, "/ready 503", lambda: blockers(worker) is not None, 30)
         assert "kafka" in blockers(worker)  # type: ignore[operator]
         assert worker.get("/health")[0] == 200
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGTERM)
+        # a hang guard, not a timing: the stop takes ~2 s (62 s before streaming patch 5)
+        assert worker.proc.wait(STOP_WAIT_S) == exit_code, worker.log_tail()
+        cut_short = "still stopping" in worker.log_file.read_text()
+        assert cut_short == (exit_code == STOP_DEADLINE_EXIT_CODE), worker.log_tail()
     finally:
-        # not graceful: with its broker gone a SIGTERMed worker waits out faust's timeouts
-        # (30 s here) before it exits, and the stop is not what this test is about
-        worker.kill()
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.kill()
         own_broker.stop()

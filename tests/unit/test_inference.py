@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from unittest.mock import MagicMock
+
 import numpy as np
 import pytest
+import tritonclient.grpc.aio as grpcclient
 from pydantic import ValidationError
 from tritonclient.utils import InferenceServerException
 
@@ -11,7 +14,7 @@ from tests.support.fake_backend import FakeBackend
 from worker.errors import ConfigurationError, DeadLetterReason, PoisonMessage, RetryableInference
 from worker.inference.batching import chunk_slices, halves, split_rows
 from worker.inference.resilience import Backoff, CircuitBreaker, RetryingBackend
-from worker.inference.triton import check_model, classify_error
+from worker.inference.triton import TritonBackend, channel_args, check_model, classify_error
 from worker.kinds.scan import scan_model_spec
 from worker.kinds.vitals import vitals_model_spec
 from worker.metrics import Metrics
@@ -69,15 +72,61 @@ async def test_retryable_errors_are_retried_until_success_with_breaker() -> None
     metrics, sleeps, events = Metrics.create(), Sleeps(), []
     backend = RetryingBackend(fake, backoff=Backoff(0.1, 1.0), threshold=3, metrics=metrics,
                               on_open=lambda m: events.append(("open", m)),
-                              on_close=lambda m: events.append(("close", m)), sleep=sleeps)
+                              on_close=lambda m: events.append(("close", m)), sleep=sleeps,
+                              probe_s=10.0)
     out = await backend.infer("scan_cnn", {"image": np.full((2, 1, 4, 4), 0.5, np.float32)})
     assert out["probabilities"].shape == (2, 2)
-    assert len(fake.calls) == 5 and fake.probes == 4  # F, F, T, then T after the 4th failure
+    # open after the 3rd failure: its backoff then a probe (F), F again before the 4th attempt,
+    # a probe every probe_s until T; the 4th failure's backoff, a probe (T), T before the 5th
+    assert len(fake.calls) == 5 and fake.probes == 5
     assert events == [("open", "scan_cnn"), ("close", "scan_cnn")]
-    assert len(sleeps.delays) == 4 + 2  # one per failure, one per not-ready probe
+    assert len(sleeps.delays) == 4 + 1 and sleeps.delays[3] == 10.0  # one per failure + probe_s
     value = metrics.registry.get_sample_value
     assert value("medstream_inference_errors_total", {"model": "scan_cnn", "code": "UNAVAILABLE"}) == 4
     assert value("medstream_circuit_open", {"model": "scan_cnn"}) == 0
+
+
+async def test_open_breaker_retries_once_a_probe_sees_the_model_come_back() -> None:
+    answers = [False, False]  # Triton down for two probes, then back
+    fake = FakeBackend(failures=[RetryableInference("UNAVAILABLE", "down")] * 3,
+                       ready=lambda: answers.pop(0) if answers else True)
+    sleeps = Sleeps()
+    backend = RetryingBackend(fake, backoff=Backoff(30.0, 60.0), threshold=3,
+                              metrics=Metrics.create(), sleep=sleeps, probe_s=0.5)
+    await backend.infer("scan_cnn", {"image": np.zeros((1, 1, 4, 4), np.float32)})
+    assert len(fake.calls) == 4
+    assert sleeps.delays[2:] == [0.5, 0.5, 0.5]  # not the rest of a 30-60 s backoff
+
+
+async def test_open_breaker_keeps_the_backoff_while_the_model_stays_ready() -> None:
+    fake = FakeBackend(failures=[RetryableInference("DEADLINE_EXCEEDED", "slow")] * 3)
+    sleeps = Sleeps()
+    backend = RetryingBackend(fake, backoff=Backoff(2.0, 2.0), threshold=3,
+                              metrics=Metrics.create(), sleep=sleeps, probe_s=0.5)
+    await backend.infer("scan_cnn", {"image": np.zeros((1, 1, 4, 4), np.float32)})
+    after_open = sleeps.delays[2:]  # an overloaded server is not retried sooner
+    assert 1.0 <= sum(after_open) <= 2.0 and max(after_open) <= 0.5
+
+
+def test_channel_args_keep_tritonclient_defaults_and_set_the_reconnect_backoff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[tuple[str, object]]] = []
+    monkeypatch.setattr(grpcclient.grpc.aio, "insecure_channel",
+                        lambda url, options: seen.append(list(options)) or MagicMock())
+    grpcclient.InferenceServerClient("127.0.0.1:1")  # what tritonclient uses by default
+    ours = channel_args(0.25, 1.5)
+    assert ours[:-2] == seen[0]
+    assert ours[-2:] == [("grpc.initial_reconnect_backoff_ms", 250),
+                         ("grpc.max_reconnect_backoff_ms", 1500)]
+
+
+def test_backend_from_settings_uses_the_reconnect_settings() -> None:
+    settings = Settings(triton_reconnect_initial_s=0.1, triton_reconnect_max_s=2.0)
+    backend = TritonBackend.from_settings(settings, Metrics.create(), priority=3)
+    assert backend._channel == {"channel_args": channel_args(0.1, 2.0)}
+    assert backend._priority == 3
+    with pytest.raises(ValidationError, match="triton_reconnect_max_s"):
+        Settings(triton_reconnect_initial_s=2.0, triton_reconnect_max_s=1.0)
 
 
 async def test_poison_passes_through_without_retry() -> None:

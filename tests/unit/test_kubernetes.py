@@ -117,7 +117,10 @@ def test_worker_probes_and_grace_period(rendered: list[Resource]) -> None:
     attempts = settings.breaker_threshold
     backoff = sum(min(settings.retry_max_s, settings.retry_initial_s * 2**i)
                   for i in range(attempts))
-    assert pod["terminationGracePeriodSeconds"] > attempts * settings.triton_timeout_s + backoff
+    longest_batch = attempts * settings.triton_timeout_s + backoff
+    assert pod["terminationGracePeriodSeconds"] > longest_batch
+    # a stop is cut short (exit 143, logged) only after that batch, and before the SIGKILL
+    assert longest_batch < settings.stop_deadline_s < pod["terminationGracePeriodSeconds"]
 
 
 def test_receivers_listen_on_the_pod_ip(rendered: list[Resource]) -> None:

@@ -3,8 +3,9 @@
 A retryable failure (Triton down, overloaded, timed out) never loses a batch: the same request
 is retried until it succeeds, and nothing is committed meanwhile. After `threshold`
 consecutive failures the breaker opens (listeners pause the consumer and report not-ready);
-while open, readiness is probed with backoff before the next attempt; the first success
-closes it again. Requests in flight per model are capped by an AdaptiveLimit (limit.py), so a
+while open, readiness is probed every `probe_s` during the backoff and before the next attempt,
+and a model seen not ready, then ready, is tried at once (a restarted Triton is used within
+`probe_s`, not after the rest of a backoff); the first success closes the breaker again. Requests in flight per model are capped by an AdaptiveLimit (limit.py), so a
 slow server gets fewer concurrent requests instead of a storm of timed-out retries.
 """
 
@@ -78,6 +79,7 @@ class RetryingBackend:
         on_close: Listener | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_inflight: int = 64,
+        probe_s: float = 0.5,
     ) -> None:
         self._backend = backend
         self._backoff = backoff
@@ -86,6 +88,7 @@ class RetryingBackend:
         self._on_open = on_open or (lambda model: None)
         self._on_close = on_close or (lambda model: None)
         self._sleep = sleep
+        self._probe_s = probe_s
         self.breakers: dict[str, CircuitBreaker] = {}
         self._max_inflight = max_inflight
         self.limits: dict[str, AdaptiveLimit] = {}
@@ -121,7 +124,7 @@ class RetryingBackend:
                               model, breaker.failures)
                     self._metrics.circuit_open.labels(model).set(1)
                     self._on_open(model)
-                await self._sleep(delay)
+                await self._pause(model, breaker, delay)
                 attempt += 1
                 continue
             limit.succeeded()
@@ -138,14 +141,31 @@ class RetryingBackend:
             self._metrics.circuit_open.labels(model).set(0)
             self._on_close(model)
 
+    async def _pause(self, model: str, breaker: CircuitBreaker, delay: float) -> None:
+        """The backoff before the next attempt. While the breaker is open, readiness is probed
+        every `probe_s` meanwhile, and the pause ends as soon as a model seen not ready is
+        ready again; a model ready throughout (an overloaded server) waits the whole delay."""
+        if not breaker.is_open:
+            await self._sleep(delay)
+            return
+        waited, seen_down = 0.0, False
+        while waited < delay:
+            step = min(self._probe_s, delay - waited)
+            await self._sleep(step)
+            waited += step
+            ready = await self._probe(model)
+            if ready and seen_down:
+                return
+            seen_down = seen_down or not ready
+
     async def _wait_until_ready(self, model: str) -> None:
-        """Probe readiness with backoff until the model reports ready."""
-        probe = 0
-        while True:
-            try:
-                if await self._backend.is_ready(model):
-                    return
-            except Exception as exc:  # noqa: BLE001 - a failed probe only means "not ready"
-                log.debug("readiness probe for %s failed: %r", model, exc)
-            await self._sleep(self._backoff.delay(probe))
-            probe += 1
+        """Probe readiness every `probe_s` until the model reports ready."""
+        while not await self._probe(model):
+            await self._sleep(self._probe_s)
+
+    async def _probe(self, model: str) -> bool:
+        try:
+            return bool(await self._backend.is_ready(model))
+        except Exception as exc:  # noqa: BLE001 - a failed probe only means "not ready"
+            log.debug("readiness probe for %s failed: %r", model, exc)
+            return False
