@@ -4,23 +4,22 @@ checked and preprocessed, and it gives what a full parse gives on every pydicom 
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 
+from tests.support.dicom_files import pydicom_files, quietly
 from tests.support.routing import route_every_image
 from worker.errors import PoisonMessage
 from worker.preprocess.fast_dicom import scan_tensor
 from worker.preprocess.formats import input_format
 from worker.routing.matcher import Router
 from worker.routing.rules import All, Rule, RuleSet, SkipAction
-from worker.scan_input import ClaimCheckPolicy, check_dicom, quiet_pydicom, read_dicom
+from worker.scan_input import ClaimCheckPolicy, check_dicom, read_dicom
 from worker.scan_routing import HEADER_DEFER_BYTES, ScanRouting, prepare_scan, read_header
 
 POLICY = ClaimCheckPolicy(None, 1 << 30)
@@ -50,23 +49,14 @@ def _same(a: tuple[str, object], b: tuple[str, object]) -> bool:
 
 
 def test_the_routed_dataset_gives_what_a_full_parse_gives_on_every_test_file() -> None:
-    quiet_pydicom()
     tensors = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.CRITICAL)
-        try:
-            for path in get_testdata_files():
-                if not Path(path).is_file():
-                    continue
-                data = Path(path).read_bytes()
-                for prepare in (scan_tensor, RGB):
-                    full = _outcome(functools.partial(read_dicom, data), prepare)
-                    once = _outcome(functools.partial(_parse_once, data), prepare)
-                    assert _same(full, once), (Path(path).name, full[0], once[0])
-                    tensors += full[0] == "tensor"
-        finally:
-            logging.disable(logging.NOTSET)
+    with quietly():
+        for name, data in pydicom_files():
+            for prepare in (scan_tensor, RGB):
+                full = _outcome(functools.partial(read_dicom, data), prepare)
+                once = _outcome(functools.partial(_parse_once, data), prepare)
+                assert _same(full, once), (name, full[0], once[0])
+                tensors += full[0] == "tensor"
     assert tensors > 200  # both formats, most of the corpus
 
 
