@@ -65,13 +65,24 @@ def read_claim_check(path: Path, max_bytes: int) -> bytes:
         raise PoisonMessage(DeadLetterReason.URI_UNREADABLE, f"claim-check file unreadable: {type(exc).__name__}") from exc
 
 
-def read_dicom(data: bytes) -> pydicom.Dataset:
-    """Parse a DICOM Part-10 file; PoisonMessage(DeadLetterReason.DICOM_DECODE) when it cannot be read."""
+def parse_dicom(data: bytes, *, defer_size: int | None = None) -> pydicom.Dataset:
+    """Parse a DICOM Part-10 file; values longer than `defer_size` bytes (the pixel data) stay
+    in `data` until first accessed. PoisonMessage(DeadLetterReason.DICOM_DECODE) when it cannot
+    be parsed."""
     if not is_dicom(data):
         raise PoisonMessage(DeadLetterReason.DICOM_DECODE, "no DICOM Part-10 preamble ('DICM' at byte 128)")
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-        for _element in ds:  # convert every element now: a corrupt VR raises here, not later
+        return pydicom.dcmread(io.BytesIO(data), defer_size=defer_size)
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"cannot parse DICOM: {type(exc).__name__}") from exc
+
+
+def check_dicom(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """`ds` with every element converted now (deferred values read): a corrupt VR raises
+    PoisonMessage(DeadLetterReason.DICOM_DECODE) here, not later; so does a missing
+    SOPInstanceUID."""
+    try:
+        for _element in ds:
             pass
         sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
     except Exception as exc:  # pydicom raises many types on corrupt input
@@ -79,6 +90,11 @@ def read_dicom(data: bytes) -> pydicom.Dataset:
     if not sop_uid:
         raise PoisonMessage(DeadLetterReason.DICOM_DECODE, "DICOM dataset has no SOPInstanceUID")
     return ds
+
+
+def read_dicom(data: bytes) -> pydicom.Dataset:
+    """Parse a DICOM Part-10 file with its checks (`parse_dicom`, then `check_dicom`)."""
+    return check_dicom(parse_dicom(data))
 
 
 def _zone(ds: pydicom.Dataset) -> timezone:

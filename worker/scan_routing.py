@@ -1,15 +1,15 @@
 """Scan events -> header -> routing decision -> the chosen model's preprocessing.
 
-Blocking (file I/O, pixel decoding): the pipeline runs `prepare_scan` in a thread pool. The
-header is read without the pixel data (`stop_before_pixels`) and routed first, so skipped and
-non-image objects never pay pixel decoding; only a routed instance is parsed in full
-(`worker.scan_input.read_dicom`, with its checks) and preprocessed with the input format its
-model declares. Errors never quote paths or identifiers.
+Blocking (file I/O, pixel decoding): the pipeline runs `prepare_scan` in a thread pool. Each
+instance is parsed once, its large values (the pixel data) deferred: routing reads the header,
+so skipped and non-image objects never read or decode their pixels; only a routed instance has
+the same dataset checked (`worker.scan_input.check_dicom`: every element converted, the pixel
+data read) and preprocessed with the input format its model declares. Errors never quote paths
+or identifiers.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,9 +31,10 @@ from worker.routing.matcher import Router, RouteTo
 from worker.routing.rules import SkipAction
 from worker.scan_input import (
     ClaimCheckPolicy,
+    check_dicom,
     dicom_event_time,
+    parse_dicom,
     read_claim_check,
-    read_dicom,
     require_deidentified,
     resolve_uri,
 )
@@ -50,13 +51,15 @@ def scan_bytes(value: bytes, policy: ClaimCheckPolicy) -> tuple[ScanEnvelope | N
     raise PoisonMessage(DeadLetterReason.FORMAT, "neither a DICOM Part-10 file nor a JSON envelope")
 
 
+HEADER_DEFER_BYTES = 64 * 1024
+"""Values longer than this (the pixel data, large private blobs) are read on first access."""
+
+
 def read_header(data: bytes) -> pydicom.Dataset:
-    """The dataset up to (not including) the pixel data; PoisonMessage(DICOM_DECODE) when the
-    file cannot be parsed."""
-    try:
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types on corrupt input
-        raise PoisonMessage(DeadLetterReason.DICOM_DECODE, f"cannot parse DICOM: {type(exc).__name__}") from exc
+    """The whole dataset with values over HEADER_DEFER_BYTES left unread until accessed: the
+    header to route on, and the dataset to preprocess once checked (`check_dicom`).
+    PoisonMessage(DICOM_DECODE) when the file cannot be parsed."""
+    return parse_dicom(data, defer_size=HEADER_DEFER_BYTES)
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -108,7 +111,7 @@ def prepare_scan(value: bytes, policy: ClaimCheckPolicy, routing: ScanRouting, *
     lookup = dataset_lookup(header)
     decision = routing.router.decide(lookup)
     if isinstance(decision, RouteTo):
-        dataset = read_dicom(data)
+        dataset = check_dicom(header)
         require_image(dataset)  # safety net: the rules' non-image skip decided this already
         return Routed(meta, routing.formats[decision.model].prepare(dataset), decision.model)
     rule = decision.rule

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import functools
 import io
-import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, RLELossless
 
+from tests.support.dicom_files import pydicom_files, quietly
 from worker.errors import PoisonMessage
 from worker.preprocess.fast_dicom import fast_tensor, resize32, scan_tensor
 from worker.preprocess.scan import dicom_to_tensor, resize
-from worker.scan_input import quiet_pydicom, read_dicom
+from worker.scan_input import read_dicom
 
 TOLERANCE = 1e-5
 
@@ -25,23 +24,14 @@ TOLERANCE = 1e-5
 @functools.cache
 def accepted() -> list[tuple[str, bytes]]:
     """Every pydicom test file whose general path gives a tensor today."""
-    quiet_pydicom()
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.CRITICAL)
-        try:
-            for path in get_testdata_files():
-                if not Path(path).is_file():
-                    continue
-                data = Path(path).read_bytes()
-                try:
-                    dicom_to_tensor(read_dicom(data))
-                except Exception:  # noqa: BLE001, S112 - refused or undecodable today: not compared
-                    continue
-                out.append((Path(path).name, data))
-        finally:
-            logging.disable(logging.NOTSET)
+    with quietly():
+        for name, data in pydicom_files():
+            try:
+                dicom_to_tensor(read_dicom(data))
+            except Exception:  # noqa: BLE001, S112 - refused or undecodable today: not compared
+                continue
+            out.append((name, data))
     return out
 
 

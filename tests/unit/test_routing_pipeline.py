@@ -125,7 +125,7 @@ async def test_skipped_and_non_image_objects_never_decode_pixels(tmp_path: Path,
         raise AssertionError("pixel data decoded for a skipped instance")
 
     monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(no_pixels))
-    monkeypatch.setattr("worker.scan_routing.read_dicom", no_pixels)
+    monkeypatch.setattr("worker.scan_routing.check_dicom", no_pixels)
     kind = fixture_scan_kind(tmp_path)
     values = [sample(n) for n in ("CT_small.dcm", "MR_small.dcm", "test-SR.dcm", "waveform_ecg.dcm",
                                   "US1_J2KR.dcm")]

@@ -6,7 +6,11 @@ repository (`<model>/config.pbtxt`, `<model>/<version>/model.onnx`) loads unchan
 
 All requests of one `execute()` call (the dynamic batcher's batch) are joined into one
 onnxruntime run and the outputs split back per request. Optional config parameters:
-`intra_op_thread_count`, `inter_op_thread_count` (0 = onnxruntime's default).
+`intra_op_thread_count`, `inter_op_thread_count` (0 = onnxruntime's default);
+`session.intra_op.allow_spinning`, `session.inter_op.allow_spinning` (onnxruntime's session
+config entries: "1", its default, has idle pool threads spin for work; "0" has them block).
+The shim turns spinning off unless the config says "1": docs/benchmarks.md, "ONNX Runtime
+thread spinning", has the measurements.
 """
 
 from __future__ import annotations
@@ -18,10 +22,32 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+SPINNING = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+SPINNING_DEFAULT = "0"
+"""Each SPINNING entry when config.pbtxt does not set it: the threads block while they wait."""
+
+
+def _parameter(config: dict, key: str) -> str | None:
+    value = config.get("parameters", {}).get(key, {}).get("string_value")
+    return value if value not in (None, "") else None
+
 
 def _int_parameter(config: dict, key: str, default: int) -> int:
-    value = config.get("parameters", {}).get(key, {}).get("string_value")
-    return int(value) if value not in (None, "") else default
+    value = _parameter(config, key)
+    return int(value) if value is not None else default
+
+
+def session_options(config: dict) -> ort.SessionOptions:
+    """onnxruntime session options from the model's config (its `parameters`)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _int_parameter(config, "intra_op_thread_count", 0)
+    options.inter_op_num_threads = _int_parameter(config, "inter_op_thread_count", 0)
+    for key in SPINNING:
+        value = _parameter(config, key) or SPINNING_DEFAULT
+        if value not in ("0", "1"):
+            raise ValueError(f'{key} must be "0" or "1", not {value!r}')
+        options.add_session_config_entry(key, value)
+    return options
 
 
 class TritonPythonModel:
@@ -31,10 +57,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         filename = config.get("default_model_filename") or "model.onnx"
         path = os.path.join(args["model_repository"], args["model_version"], filename)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = _int_parameter(config, "intra_op_thread_count", 0)
-        options.inter_op_num_threads = _int_parameter(config, "inter_op_thread_count", 0)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, session_options(config),
+                                            providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [
             (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
