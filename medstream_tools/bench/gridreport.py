@@ -69,21 +69,35 @@ def medians(points: Sequence[dict]) -> dict[tuple[str, int, int], dict[str, floa
 def choose(points: Sequence[dict], models: Sequence[str],
            tolerance: float = TOLERANCE) -> dict:
     """One max_batch_size for `models` (pooled: the imported models share Xception's body and
-    input, so their cost is the same and pooling doubles the samples): the smallest size whose
+    input, so their cost is the same and pooling doubles the samples). A size's score is its
     worst median relative throughput over the concurrencies with more than one request in
-    flight (where batching can happen) is within `tolerance` of the best size's. Smaller sizes
-    queue less per request and make the worker's requests smaller. Returns the choice and
-    every size's score."""
+    flight (where batching can happen). The choice is the smallest size whose score is within
+    `tolerance` of the best and whose median p99 there is at most `tolerance` above the
+    best-scoring size's: a smaller size must be as fast and must not queue longer (smaller
+    sizes make the worker's requests smaller, but with ONNX Runtime's spinning off size 1 and 2
+    measured within 0.10 of the best yet queued longer). Returns the choice, every size's
+    score, and the sizes kept."""
     mine = relative([p for p in points if p["model"] in models])
-    cells: dict[tuple[int, int], list[float]] = {}
+    cells: dict[tuple[int, int], list[dict]] = {}
     for p in mine:
-        cells.setdefault((p["max_batch_size"], p["concurrency"]), []).append(p["relative"])
+        cells.setdefault((p["max_batch_size"], p["concurrency"]), []).append(p)
     sizes = sorted({s for s, _ in cells})
     loaded = sorted({c for _, c in cells if c > 1}) or sorted({c for _, c in cells})
-    scores = {s: min(statistics.median(cells[s, c]) if (s, c) in cells else 0.0
-                     for c in loaded) for s in sizes}
-    best = max(scores.values())
-    kept = [s for s in sizes if scores[s] >= best - tolerance]
+
+    def median(size: int, concurrency: int, figure: str) -> float | None:
+        values = [p[figure] for p in cells.get((size, concurrency), [])
+                  if p.get(figure) is not None]
+        return statistics.median(values) if values else None
+
+    scores = {s: min(median(s, c, "relative") or 0.0 for c in loaded) for s in sizes}
+    best = max(sizes, key=lambda s: (scores[s], -s))
+
+    def queues_no_longer(size: int) -> bool:
+        pairs = [(median(size, c, "p99_ms"), median(best, c, "p99_ms")) for c in loaded]
+        return all(mine_p99 <= (1 + tolerance) * best_p99 for mine_p99, best_p99 in pairs
+                   if mine_p99 is not None and best_p99 is not None)
+
+    kept = [s for s in sizes if scores[s] >= scores[best] - tolerance and queues_no_longer(s)]
     return {"models": list(models), "max_batch_size": kept[0], "tolerance": tolerance,
             "concurrencies": loaded, "scores": scores, "kept": kept}
 
@@ -131,7 +145,9 @@ def choice_line(choice: dict) -> str:
     return (f"{', '.join(f'`{m}`' for m in choice['models'])}: **max_batch_size "
             f"{choice['max_batch_size']}**, the smallest within {choice['tolerance']:.2f} of the "
             f"best worst-case relative throughput at concurrency "
-            f"{', '.join(map(str, choice['concurrencies']))} (size: score {scores})")
+            f"{', '.join(map(str, choice['concurrencies']))} whose p99 there is at most "
+            f"{choice['tolerance']:.0%} above the best size's (size: score {scores}; kept "
+            f"{', '.join(map(str, choice['kept']))})")
 
 
 def render(result: dict) -> str:

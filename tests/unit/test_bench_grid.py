@@ -99,6 +99,19 @@ def test_the_choice_is_the_smallest_size_near_the_best_worst_case_throughput() -
     assert gridreport.choose(_grid(), ["m"], tolerance=0.25)["max_batch_size"] == 2
 
 
+def test_a_smaller_size_that_queues_longer_is_not_chosen() -> None:
+    # 1 and 2 serve within 0.10 of the best rate (as Xception without ORT spinning), but their p99 is
+    # more than 10 % above the best-scoring size's (8) at 4 in flight: 4 is chosen
+    grid = dict(GRID)
+    grid |= {(1, 4): (47, 180), (2, 4): (49, 190), (1, 16): (50, 500), (2, 16): (51, 500)}
+    choice = gridreport.choose(_grid(grid=grid), ["m"])
+    assert all(score >= 0.9 for score in choice["scores"].values())
+    assert choice["kept"] == [4, 8] and choice["max_batch_size"] == 4
+    assert "at most 10% above the best size's" in gridreport.choice_line(choice)
+    grid[1, 4] = (47, 160)  # as fast, and queueing no longer than 10 % over 8's: the smallest wins
+    assert gridreport.choose(_grid(grid=grid), ["m"])["max_batch_size"] == 1
+
+
 def test_models_of_the_same_cost_are_pooled() -> None:
     # b alone prefers 2; pooled with a (which prefers 4 and 8), the medians of both decide
     rates = {1: 30.0, 2: 50.0, 4: 47.0, 8: 30.0}
