@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import worker
 from medstream_tools.bench import load, procstat, stats
 from medstream_tools.bench.corpus import Message
+from medstream_tools.ports import free_port
 from medstream_tools.soak.fixture_scans import fixture_rules
 from worker.settings import Settings
 
@@ -53,13 +53,6 @@ class Topics:
 def faust_topics(app_id: str) -> list[str]:
     """Internal topics faust creates for an app (deleted with the phase's own topics)."""
     return [f"{app_id}-__assignor-__leader"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (for the benchmark worker's /metrics)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def scrape(url: str) -> dict[str, float]:

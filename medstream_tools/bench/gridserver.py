@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from medstream_tools.bench.e2e import free_port
 from medstream_tools.localstack import triton
 from medstream_tools.localstack.process import Service, wait_until
+from medstream_tools.ports import free_ports
 
 HOST = "127.0.0.1"
 LOAD_TIMEOUT_S = 300.0
@@ -102,7 +102,7 @@ def grid_server(sources: list[Path], max_batch_sizes: tuple[int, ...],
     for source in sources:
         for size in max_batch_sizes:
             write_variant(repository, source, size)
-    ports = [free_port(HOST) for _ in range(3)]
+    ports = free_ports(3)
     plan = triton.plan(HOST, *ports, repository, work)  # validates every variant
     argv = [a for a in plan.argv if not a.startswith("--load-model=")]  # loaded on demand
     service = Service("triton-grid", state_dir or work)

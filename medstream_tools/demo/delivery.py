@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,15 +19,10 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from medstream_tools.peers import FhirPeer, MllpPeer, StoreScp
+from medstream_tools.ports import free_port
 from worker.settings import Settings
 
 DELIVER_TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _deliver(settings: Settings, target: str, limit: int, env: dict[str, str], log: Path) -> int:
@@ -38,7 +32,7 @@ def _deliver(settings: Settings, target: str, limit: int, env: dict[str, str], l
                                  "--limit", str(limit)], stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **env,
                                      "MEDSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                                     "MEDSTREAM_DELIVERY__WEB_PORT": str(_free_port())})
+                                     "MEDSTREAM_DELIVERY__WEB_PORT": str(free_port())})
     try:
         return proc.wait(timeout=DELIVER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -74,7 +68,7 @@ def run_delivery(settings: Settings, topics: dict[str, str], studies: int, alert
     """Deliver `studies` results (+ `alerts` alert records) to the local peers; prints a line per
     target and returns whether all three accepted everything."""
     folder = Path(tempfile.mkdtemp(prefix="medstream-demo-pacs-"))
-    pacs, mllp, fhir = StoreScp(folder / "pacs", _free_port()), MllpPeer(_free_port()), FhirPeer(_free_port())
+    pacs, mllp, fhir = StoreScp(folder / "pacs", free_port()), MllpPeer(free_port()), FhirPeer(free_port())
     log = settings.state_dir / "demo-deliver.log"
     env = {"MEDSTREAM_DELIVERY__STUDIES_TOPIC": topics["studies"],
            "MEDSTREAM_DELIVERY__ALERTS_TOPIC": topics["alerts"],

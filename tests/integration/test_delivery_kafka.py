@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from medstream_tools.ports import free_port
 from medstream_tools.soak.waiting import wait_for
 from tests.integration.delivery_peers import FhirPeer, MllpPeer, StoreScp
-from tests.support.ports import free_port
 from worker.contracts.alert import Alert, encode_alert
 from worker.contracts.study import StudyResult, encode_study_result
 from worker.settings import Settings

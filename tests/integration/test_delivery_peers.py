@@ -16,9 +16,9 @@ from medstream_delivery.identity import PseudonymsOnly
 from medstream_delivery.mllp_send import MllpClient
 from medstream_delivery.outcomes import Rejected, RejectReason, TargetUnavailable
 from medstream_delivery.targets import FhirTarget, Hl7Target, SrTarget
+from medstream_tools.ports import free_port
 from medstream_tools.soak.waiting import wait_for
 from tests.integration.delivery_peers import FhirPeer, MllpPeer, StoreScp
-from tests.support.ports import free_port
 from tests.support.tls_proxy import TlsProxy
 from tests.unit.delivery_samples import alert_report, study_report
 

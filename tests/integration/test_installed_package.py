@@ -29,7 +29,7 @@ import pytest
 from kafka import KafkaAdminClient
 from pydicom.data import get_testdata_file
 
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medstream_tools.ports import free_port
 from medstream_tools.soak.waiting import wait_for
 from medstream_tools.soak.worker import http_get as get
 from tests.support.observability import (
@@ -39,7 +40,6 @@ from tests.support.observability_queries import (
     prometheus_binary,
     selectors,
 )
-from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from tests.support.producers import (
     CT,
     MR,

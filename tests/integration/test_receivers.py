@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import HEVCMP51
 
 from medstream_tools.localstack.process import port_open
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from tests.support.producers import (
     CT,
     MR,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_ports
+from medstream_tools.ports import free_ports
 
 pytestmark = pytest.mark.integration
 

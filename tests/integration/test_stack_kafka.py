@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from medstream_tools.localstack.broker import LOCAL_SESSION_TIMEOUT_MS
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from worker.settings import Settings
 from worker.topics import create_topics, topic_specs
 

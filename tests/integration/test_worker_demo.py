@@ -9,7 +9,7 @@ import re
 import pytest
 
 from medstream_tools.demo.pipeline import run_pipeline_demo
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from kafka.admin import NewTopic
 
 from medstream_tools.localstack import broker, triton
 from medstream_tools.localstack.stack import StackConfig, broker_up, triton_up
+from medstream_tools.ports import free_port
 from tests.support.harness import Topics
 from tests.support.harness import TopicsWorker as WorkerProcess
 from tests.support.harness import wait_for_worker as wait_for
-from tests.support.ports import free_port
 from tests.support.stack import private_triton
 from worker.settings import Settings
 from worker.stopping import STOP_DEADLINE_EXIT_CODE

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from medstream_tools.ports import free_port
 from medstream_tools.soak.worker import ROOT
 from tests.support.harness import Topics
 from tests.support.harness import TopicsWorker as WorkerProcess
-from tests.support.ports import free_port
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from worker.errors import ConfigurationError, PoisonMessage, RetryableInference
 from worker.inference.protocol import ModelSpec, TensorSpec
 from worker.inference.triton import TritonBackend

@@ -23,9 +23,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medstream_tools.ports import free_port
 from medstream_tools.soak.fixture_scans import FIXTURE_MODEL, fixture_rules, synthetic_radiograph
 from medstream_tools.soak.worker import WorkerProcess
-from tests.support.ports import free_port
 from worker.contracts import VitalsWindow, encode_vitals
 from worker.settings import Settings
 

@@ -22,7 +22,7 @@ from pydicom.data import get_testdata_file
 
 from medstream_tools.localstack import broker
 from medstream_tools.localstack.process import port_open
-from tests.support.ports import free_port
+from medstream_tools.ports import free_port
 from worker.settings import Settings
 from worker.topics import create_topics
 

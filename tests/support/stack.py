@@ -19,7 +19,7 @@ from kafka.admin import NewTopic
 
 from medstream_tools.localstack.process import StackError
 from medstream_tools.localstack.stack import StackConfig, down, triton_up, up
-from tests.support.ports import free_ports
+from medstream_tools.ports import free_ports
 from worker.settings import Settings
 from worker.topics import create_topics
 

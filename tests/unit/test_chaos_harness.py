@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from medstream_tools.ports import free_port
 from medstream_tools.soak.waiting import wait_for
 from tests.chaos.processes import (
     claim_ports,
@@ -20,7 +21,6 @@ from tests.chaos.processes import (
     shm_regions,
     socket_owners,
 )
-from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -218,19 +218,20 @@ def test_no_test_helper_defined_twice() -> None:
 
 
 # The helpers that used to be written again and again, and their one home.
-HOMES = {"free_port": "tests/support/ports.py", "free_ports": "tests/support/ports.py",
+HOMES = {"free_port": "medstream_tools/ports.py", "free_ports": "medstream_tools/ports.py",
          "wait_for": "medstream_tools/soak/waiting.py",
          "WorkerProcess": "medstream_tools/soak/worker.py"}
 
 
 def test_common_helpers_have_one_home() -> None:
-    """No test module or helper writes its own free-port finder, wait_for or WorkerProcess."""
+    """No test module or tool writes its own free-port finder, wait_for or WorkerProcess."""
     stray = []
-    for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "medstream_tools/soak").glob("*.py")]:
+    for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "medstream_tools").rglob("*.py")]:
         rel = str(path.relative_to(ROOT))
+        everywhere = rel.startswith(("tests/", "medstream_tools/soak/"))  # elsewhere: ports only
         for name in _top_level_definitions(path):
-            home = HOMES.get(name.lstrip("_")) or ("tests/support/ports.py"
-                                                   if "free_port" in name else None)
+            home = HOMES.get(name.lstrip("_")) if everywhere else None
+            home = home or ("medstream_tools/ports.py" if "free_port" in name else None)
             if home is not None and rel != home:
                 stray.append(f"{rel} defines {name} (use {home})")
     assert not stray, "\n".join(stray)
