@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from medstream_tools.ports import HIGH, LOW, RUN, free_port, free_ports
 
@@ -10,7 +11,7 @@ from medstream_tools.ports import HIGH, LOW, RUN, free_port, free_ports
 def test_ports_are_outside_the_ephemeral_range_with_their_run_free() -> None:
     # below net.ipv4.ip_local_port_range, so no outgoing connection takes one before its server
     # binds it; each with the ports of a lanes worker's STAT process (web_port + 1, ...) free
-    low, _ = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     ports = free_ports(4)
     assert len(set(ports)) == 4 and HIGH <= low
     assert all(LOW <= p and p + RUN <= HIGH for p in ports)
