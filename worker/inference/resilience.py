@@ -5,8 +5,9 @@ is retried until it succeeds, and nothing is committed meanwhile. After `thresho
 consecutive failures the breaker opens (listeners pause the consumer and report not-ready);
 while open, readiness is probed every `probe_s` during the backoff and before the next attempt,
 and a model seen not ready, then ready, is tried at once (a restarted Triton is used within
-`probe_s`, not after the rest of a backoff); the first success closes the breaker again. Requests in flight per model are capped by an AdaptiveLimit (limit.py), so a
-slow server gets fewer concurrent requests instead of a storm of timed-out retries.
+`probe_s`, not after the rest of a backoff); the first success closes the breaker again.
+Requests in flight per model are capped by an AdaptiveLimit (limit.py), so a slow server gets
+fewer concurrent requests instead of a storm of timed-out retries.
 """
 
 from __future__ import annotations
